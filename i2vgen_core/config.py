@@ -1,0 +1,100 @@
+"""Configuration of the spatio-temporal UNet: one dataclass describes every member of the family."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+VARIANTS = ("i2vgen_xl", "ms_image2video", "ms_vid2vid_xl")
+
+VARIANT_TITLES = {
+    "i2vgen_xl": "I2VGen-XL (image + text, single stage 1280x704)",
+    "ms_image2video": "MS-Image2Video (cascade base stage, CLIP image only)",
+    "ms_vid2vid_xl": "MS-Vid2Vid-XL (cascade refinement stage, text only)",
+}
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything that differs between checkpoints of the family; the defaults are the real 1.42 B model."""
+
+    variant: str = "i2vgen_xl"
+    in_channels: int = 4
+    out_channels: int = 4
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    attention_levels: tuple[bool, ...] = (True, True, True, False)
+    head_dim: int = 64
+    init_temporal_heads: int = 8
+    context_dim: int = 1024
+    norm_groups: int = 32
+    use_text: bool = True
+    use_image_embedding: bool = True
+    image_embedding_dim: int = 1024
+    num_image_tokens: int = 4
+    use_image_latent: bool = True
+    image_context_channels: tuple[int, int] = (32, 64)
+    use_fps: bool = True
+    vid2vid_pad: bool = False
+    default_fps: int = 16
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown UNet variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if len(self.attention_levels) != len(self.channel_mult):
+            raise ValueError("attention_levels needs one entry per channel_mult level")
+
+    @property
+    def level_channels(self) -> tuple[int, ...]:
+        """Output channels of each resolution level."""
+        return tuple(self.model_channels * m for m in self.channel_mult)
+
+    @property
+    def time_embed_dim(self) -> int:
+        """Width of the timestep (and fps) embedding."""
+        return self.model_channels * 4
+
+    @property
+    def concat_channels(self) -> int:
+        """Channels the image-latent branch adds to the noisy sample before conv_in."""
+        return self.in_channels if self.use_image_latent else 0
+
+    @property
+    def latent_multiple(self) -> int:
+        """Latent height/width must be a multiple of this (before the vid2vid padding rules)."""
+        return 2 ** (len(self.channel_mult) - 1)
+
+    def replace(self, **changes) -> "UNetConfig":
+        """Copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (stored in converted safetensors metadata)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "UNetConfig":
+        """Inverse of to_dict; unknown keys are ignored, lists become tuples."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        return cls(**kw)
+
+
+def variant_config(variant: str, **overrides) -> UNetConfig:
+    """The full-size configuration of a variant (what the public checkpoint holds)."""
+    base = {
+        "i2vgen_xl": dict(),
+        "ms_image2video": dict(use_text=False, use_image_latent=False, default_fps=8),
+        "ms_vid2vid_xl": dict(use_image_embedding=False, use_image_latent=False, use_fps=False,
+                              vid2vid_pad=True, default_fps=8),
+    }
+    if variant not in base:
+        raise ValueError(f"unknown UNet variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    return UNetConfig(variant=variant, **{**base[variant], **overrides})
+
+
+def tiny_config(variant: str = "i2vgen_xl", **overrides) -> UNetConfig:
+    """A few-hundred-thousand-parameter configuration of a variant, for tests and demo weights."""
+    small = dict(model_channels=32, channel_mult=(1, 2, 2, 2), head_dim=16, norm_groups=32)
+    return variant_config(variant, **{**small, **overrides})

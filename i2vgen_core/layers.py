@@ -1,0 +1,226 @@
+"""Building blocks of the spatio-temporal UNet: resnets, temporal convolutions, spatial and temporal transformers.
+
+Activations travel through the trunk as [B*F, C, H, W]; temporal layers regroup them by frame count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding [cos | sin] with frequencies 10000^(-i/half), computed in float32."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class Attention(nn.Module):
+    """Multi-head attention with bias-free q/k/v projections and a biased output projection."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim or dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim or dim, inner, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
+        self.backend = "sdpa"
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        ctx = x if context is None else context
+        b, n, _ = x.shape
+        q = self.to_q(x).view(b, n, self.heads, -1).transpose(1, 2)
+        k = self.to_k(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
+        v = self.to_v(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
+        out = attention(q, k, v, self.backend)
+        return self.to_out[0](out.transpose(1, 2).reshape(b, n, -1))
+
+
+class GEGLU(nn.Module):
+    """Linear projection to 2x width, value * gelu(gate)."""
+
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, inner * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.proj(x).chunk(2, dim=-1)
+        return value * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    """GEGLU feed-forward with 4x inner width (keys net.0.proj / net.2)."""
+
+    def __init__(self, dim: int, mult: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm self-attention, second attention (cross, or self when context_dim is None), feed-forward."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None):
+        super().__init__()
+        self.attn1 = Attention(dim, heads, head_dim)
+        self.attn2 = Attention(dim, heads, head_dim, context_dim)
+        self.ff = FeedForward(dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context) + x
+        return self.ff(self.norm3(x)) + x
+
+
+class SpatialTransformer(nn.Module):
+    """Per-frame transformer over the H*W tokens of each frame, cross-attending to the context."""
+
+    def __init__(self, channels: int, head_dim: int, context_dim: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, channels)
+        self.transformer_blocks = nn.ModuleList(
+            [TransformerBlock(channels, channels // head_dim, head_dim, context_dim)])
+        self.proj_out = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, frames: int) -> torch.Tensor:
+        bf, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)
+        tokens = self.proj_in(tokens)
+        for block in self.transformer_blocks:
+            tokens = block(tokens, context)
+        tokens = self.proj_out(tokens)
+        return tokens.transpose(1, 2).reshape(bf, c, h, w) + x
+
+
+class TemporalTransformer(nn.Module):
+    """Transformer across the frames of every pixel (self-attention only, no positional embedding)."""
+
+    def __init__(self, channels: int, heads: int, head_dim: int, groups: int):
+        super().__init__()
+        inner = heads * head_dim
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, inner)
+        self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim, None)])
+        self.proj_out = nn.Linear(inner, channels)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int) -> torch.Tensor:
+        bf, c, h, w = x.shape
+        b = bf // frames
+        video = x.view(b, frames, c, h, w).transpose(1, 2)  # [B, C, F, H, W] view
+        normed = self.norm(video)
+        tokens = normed.permute(0, 3, 4, 2, 1).reshape(b * h * w, frames, c)
+        tokens = self.proj_in(tokens)
+        for block in self.transformer_blocks:
+            tokens = block(tokens)
+        tokens = self.proj_out(tokens)
+        out = tokens.view(b, h, w, frames, c).permute(0, 3, 4, 1, 2).reshape(bf, c, h, w)
+        return out + x
+
+
+class TemporalConv(nn.Module):
+    """Four GroupNorm-SiLU-Conv3d(3,1,1) stages across frames with a residual connection."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__()
+
+        def stage(first: bool) -> nn.Sequential:
+            conv = nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
+            # keys: conv1.0/.2 ; conv2..4 .0/.3 (a dropout sits at index 2 in the original)
+            mid = [nn.SiLU()] if first else [nn.SiLU(), nn.Identity()]
+            return nn.Sequential(nn.GroupNorm(groups, channels), *mid, conv)
+
+        self.conv1 = stage(True)
+        self.conv2 = stage(False)
+        self.conv3 = stage(False)
+        self.conv4 = stage(False)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        bf, c, h, w = x.shape
+        video = x.view(bf // frames, frames, c, h, w).transpose(1, 2)
+        y = self.conv4(self.conv3(self.conv2(self.conv1(video))))
+        return x + y.transpose(1, 2).reshape(bf, c, h, w)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv, add time embedding, GroupNorm-SiLU-conv, skip; then a temporal convolution."""
+
+    def __init__(self, channels: int, out_channels: int, emb_dim: int, groups: int):
+        super().__init__()
+        self.in_layers = nn.Sequential(nn.GroupNorm(groups, channels), nn.SiLU(),
+                                       nn.Conv2d(channels, out_channels, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels))
+        self.out_layers = nn.Sequential(nn.GroupNorm(groups, out_channels), nn.SiLU(), nn.Identity(),
+                                        nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.skip_connection = (nn.Identity() if channels == out_channels
+                                else nn.Conv2d(channels, out_channels, 1))
+        self.temporal_conv = TemporalConv(out_channels, groups)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int) -> torch.Tensor:
+        h = self.in_layers(x)
+        h = h + self.emb_layers(emb).to(h.dtype)[:, :, None, None]
+        h = self.out_layers(h)
+        return self.temporal_conv(self.skip_connection(x) + h, frames)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 convolution; MS-Vid2Vid-XL pads the height by 2 (its 720p trick)."""
+
+    def __init__(self, channels: int, vid2vid_pad: bool):
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=(2, 1) if vid2vid_pad else 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    """Nearest 2x upsampling to the skip connection's size, then a 3x3 convolution."""
+
+    def __init__(self, channels: int, vid2vid_pad: bool):
+        super().__init__()
+        self.vid2vid_pad = vid2vid_pad
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if self.vid2vid_pad:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")[..., 1:-1, :]
+        else:
+            x = F.interpolate(x, size=size, mode="nearest")
+        return self.conv(x)
+
+
+class ImageTemporalEncoder(nn.Module):
+    """The image-latent branch's tiny transformer across frames (pre-norm attention, then a GELU MLP)."""
+
+    def __init__(self, channels: int, heads: int = 2, mult: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(channels)
+        self.to_qkv = nn.Linear(channels, 3 * heads * channels, bias=False)
+        self.to_out = nn.Linear(heads * channels, channels)
+        self.ff = nn.Sequential(nn.Linear(channels, channels * mult), nn.GELU(), nn.Linear(channels * mult, channels))
+        self.backend = "sdpa"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, f, _ = x.shape
+        q, k, v = (t.view(n, f, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, -1))
+        x = self.to_out(attention(q, k, v, self.backend).transpose(1, 2).reshape(n, f, -1)) + x
+        return self.ff(x) + x

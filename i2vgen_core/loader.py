@@ -1,0 +1,68 @@
+"""`load_unet`: any supported checkpoint (file, diffusers folder or state dict) to a ready `I2VGenUNet`."""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import torch
+
+from .checkpoint import CheckpointError, infer_config, read_state_dict, to_ours
+from .config import UNetConfig
+from .unet import I2VGenUNet
+
+Source = str | os.PathLike | Mapping[str, torch.Tensor]
+
+
+def load_state_dict_any(source: Source) -> tuple[dict[str, torch.Tensor], UNetConfig, str]:
+    """Read `source` and return (our-named state dict, inferred config, source format)."""
+    hints = None
+    if isinstance(source, Mapping):
+        from .checkpoint import unwrap
+
+        raw = unwrap(source, "the state dict")
+    else:
+        raw, hints = read_state_dict(source)
+    sd, fmt = to_ours(raw)
+    return sd, infer_config(sd, hints), fmt
+
+
+def build_unet(config: UNetConfig, *, device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None) -> I2VGenUNet:
+    """A randomly initialised network (use device='meta' for shapes only)."""
+    with torch.device(device or "cpu"):
+        unet = I2VGenUNet(config)
+    return unet.to(dtype) if dtype is not None else unet
+
+
+def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+              attention: str = "auto", config: UNetConfig | None = None) -> I2VGenUNet:
+    """Load an I2VGen-XL / MS-Image2Video / MS-Vid2Vid-XL UNet; format and variant are detected from the keys."""
+    sd, inferred, fmt = load_state_dict_any(source)
+    config = config or inferred
+    unet = build_unet(config, device="meta")
+    expected = unet.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        lines = [f"the {fmt}-format checkpoint does not fit the {config.variant} network it looks like:"]
+        if missing:
+            lines.append(f"  {len(missing)} tensors missing, e.g. {', '.join(missing[:4])}")
+        if unexpected:
+            lines.append(f"  {len(unexpected)} unexpected tensors, e.g. {', '.join(unexpected[:4])}")
+        if wrong:
+            k = wrong[0]
+            lines.append(f"  {len(wrong)} tensors with other shapes, e.g. {k}: file {list(sd[k].shape)} vs "
+                         f"network {list(expected[k].shape)}")
+        lines.append("The file may be truncated, a different model, or a variant this package does not know.")
+        raise CheckpointError("\n".join(lines))
+    if dtype is None:
+        floats = [v.dtype for v in sd.values() if v.is_floating_point()]
+        dtype = max(set(floats), key=floats.count) if floats else torch.float32
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    sd = {k: v.to(device=target, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in sd.items()}
+    unet.load_state_dict(sd, strict=True, assign=True)
+    unet.eval().requires_grad_(False)
+    unet.set_attention_backend(attention)
+    return unet

@@ -1,0 +1,226 @@
+"""The spatio-temporal UNet shared by I2VGen-XL, MS-Image2Video and MS-Vid2Vid-XL."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import resolve_backend
+from .config import UNetConfig
+from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer,
+                     TemporalTransformer, Upsample, timestep_embedding)
+
+
+class I2VGenUNet(nn.Module):
+    """One configurable network for the whole family; see `UNetConfig` and `i2vgen_core.config.variant_config`.
+
+    Parameter names follow the original (VGen / ModelScope) layout, so those checkpoints load as they are and
+    diffusers checkpoints are renamed on load.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        self.image_branch_scale = 2.0  # the original training code adds the image branch twice
+        c = config
+        dim, emb_dim, groups = c.model_channels, c.time_embed_dim, c.norm_groups
+
+        self.time_embed = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if c.use_fps:
+            self.fps_embedding = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if c.use_image_embedding:
+            self.context_embedding = nn.Sequential(
+                nn.Linear(c.image_embedding_dim, emb_dim), nn.SiLU(),
+                nn.Linear(emb_dim, c.context_dim * c.num_image_tokens))
+        if c.use_image_latent:
+            ch, mid = c.in_channels, c.in_channels * 4
+            self.local_image_concat = nn.Sequential(
+                nn.Conv2d(ch, mid, 3, padding=1), nn.SiLU(), nn.Conv2d(mid, mid, 3, padding=1), nn.SiLU(),
+                nn.Conv2d(mid, ch, 3, padding=1))
+            self.local_temporal_encoder = ImageTemporalEncoder(ch)
+            c1, c2 = c.image_context_channels
+            self.local_image_embedding = nn.Sequential(
+                nn.Conv2d(ch, c1, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d((32, 32)),
+                nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.SiLU(),
+                nn.Conv2d(c2, c.context_dim, 3, stride=2, padding=1))
+
+        ctx = c.context_dim
+        # encoder: input_blocks[0] = conv_in + initial temporal transformer
+        self.input_blocks = nn.ModuleList([nn.ModuleList([
+            nn.Conv2d(c.in_channels + c.concat_channels, dim, 3, padding=1),
+            TemporalTransformer(dim, c.init_temporal_heads, c.head_dim, groups)])])
+        skip_channels = [dim]
+        ch = dim
+        for level, out_ch in enumerate(c.level_channels):
+            for _ in range(c.num_res_blocks):
+                self.input_blocks.append(self._stage(ch, out_ch, c.attention_levels[level]))
+                ch = out_ch
+                skip_channels.append(ch)
+            if level != len(c.channel_mult) - 1:
+                self.input_blocks.append(Downsample(ch, c.vid2vid_pad))
+                skip_channels.append(ch)
+
+        self.middle_block = nn.ModuleList([
+            ResBlock(ch, ch, emb_dim, groups), SpatialTransformer(ch, c.head_dim, ctx, groups),
+            TemporalTransformer(ch, ch // c.head_dim, c.head_dim, groups), ResBlock(ch, ch, emb_dim, groups)])
+
+        self.output_blocks = nn.ModuleList()
+        for level, out_ch in reversed(list(enumerate(c.level_channels))):
+            for j in range(c.num_res_blocks + 1):
+                stage = self._stage(ch + skip_channels.pop(), out_ch, c.attention_levels[level])
+                ch = out_ch
+                if level != 0 and j == c.num_res_blocks:
+                    stage.append(Upsample(ch, c.vid2vid_pad))
+                self.output_blocks.append(stage)
+
+        self.out = nn.Sequential(nn.GroupNorm(groups, ch), nn.SiLU(), nn.Conv2d(ch, c.out_channels, 3, padding=1))
+
+    def _stage(self, cin: int, cout: int, with_attention: bool) -> nn.ModuleList:
+        c = self.config
+        layers = [ResBlock(cin, cout, c.time_embed_dim, c.norm_groups)]
+        if with_attention:
+            layers += [SpatialTransformer(cout, c.head_dim, c.context_dim, c.norm_groups),
+                       TemporalTransformer(cout, cout // c.head_dim, c.head_dim, c.norm_groups)]
+        return nn.ModuleList(layers)
+
+    @property
+    def variant(self) -> str:
+        """"i2vgen_xl", "ms_image2video" or "ms_vid2vid_xl"."""
+        return self.config.variant
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the weights."""
+        return self.out[2].weight.dtype
+
+    def set_attention_backend(self, name: str) -> str:
+        """Choose "auto", "sdpa", "xformers" or "chunked" for every attention layer; returns the one in use."""
+        backend = resolve_backend(name, self.out[2].weight.device)
+        for module in self.modules():
+            if isinstance(module, (Attention, ImageTemporalEncoder)):
+                module.backend = backend
+        return backend
+
+    # ---------------------------------------------------------------- inputs
+    def check_inputs(self, sample: torch.Tensor, text, image_embedding, image_latent, fps) -> None:
+        """Raise a ValueError that says what is wrong when inputs do not fit this variant."""
+        c = self.config
+        name = self.variant
+        if sample.ndim != 5 or sample.shape[1] != c.in_channels:
+            raise ValueError(f"sample must be [batch, {c.in_channels}, frames, height/8, width/8], "
+                             f"got {list(sample.shape)}")
+        b, _, f, h, w = sample.shape
+        if f < 1:
+            raise ValueError("sample has zero frames")
+        given = {"text": text, "image_embedding": image_embedding, "image_latent": image_latent, "fps": fps}
+        used = {"text": c.use_text, "image_embedding": c.use_image_embedding,
+                "image_latent": c.use_image_latent, "fps": c.use_fps}
+        for key, value in given.items():
+            if value is not None and not used[key]:
+                raise ValueError(f"{name} does not take {key}; it is conditioned on "
+                                 f"{', '.join(k for k, u in used.items() if u) or 'nothing'} only")
+            if value is None and used[key]:
+                raise ValueError(f"{name} needs {key} (conditioned on {', '.join(k for k, u in used.items() if u)})")
+        if text is not None and (text.ndim != 3 or text.shape[0] != b or text.shape[2] != c.context_dim):
+            raise ValueError(f"text must be [{b}, tokens, {c.context_dim}], got {list(text.shape)}")
+        if image_embedding is not None and tuple(image_embedding.shape) != (b, c.image_embedding_dim):
+            raise ValueError(f"image_embedding must be [{b}, {c.image_embedding_dim}], got {list(image_embedding.shape)}")
+        if image_latent is not None and tuple(image_latent.shape) != (b, c.in_channels, h, w):
+            raise ValueError(f"image_latent must be [{b}, {c.in_channels}, {h}, {w}] (the VAE latent of the "
+                             f"conditioning image at the video's size), got {list(image_latent.shape)}")
+        check_latent_size(c, h, w)
+
+    def _image_branch(self, image_latent: torch.Tensor, frames: int) -> torch.Tensor:
+        b, ch, h, w = image_latent.shape
+        # frame 0 is the image latent, frames 1..F-1 are constants j/(F-1): the ramp the model was trained with
+        ramp = torch.arange(1, frames, device=image_latent.device, dtype=image_latent.dtype) / max(frames - 1, 1)
+        ramp = ramp.view(1, frames - 1, 1, 1, 1).expand(b, frames - 1, ch, h, w)
+        video = torch.cat([image_latent[:, None], ramp], dim=1).reshape(b * frames, ch, h, w)
+        feats = self.local_image_concat(video)
+        tokens = feats.view(b, frames, ch, h, w).permute(0, 3, 4, 1, 2).reshape(b * h * w, frames, ch)
+        tokens = self.local_temporal_encoder(tokens)
+        return tokens.view(b, h, w, frames, ch).permute(0, 3, 4, 1, 2).reshape(b * frames, ch, h, w)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, sample: torch.Tensor, timestep, *, text: torch.Tensor | None = None,
+                image_embedding: torch.Tensor | None = None, image_latent: torch.Tensor | None = None,
+                fps=None) -> torch.Tensor:
+        """Predict v for a noisy video latent [B, 4, F, h, w] at `timestep` (0..999)."""
+        self.check_inputs(sample, text, image_embedding, image_latent, fps)
+        c = self.config
+        b, _, frames, h, w = sample.shape
+        dtype = self.dtype
+        dev = sample.device
+
+        t = torch.as_tensor(timestep, device=dev).reshape(-1).expand(b)
+        emb = self.time_embed(timestep_embedding(t, c.model_channels).to(dtype))
+        if c.use_fps:
+            fps_t = torch.as_tensor(fps, device=dev).reshape(-1).expand(b)
+            emb = emb + self.fps_embedding(timestep_embedding(fps_t, c.model_channels).to(dtype))
+
+        context = []
+        if c.use_text:
+            context.append(text.to(dtype))
+        if c.use_image_latent:
+            lat = self.local_image_embedding(image_latent.to(dtype))
+            context.append(lat.flatten(2).transpose(1, 2))
+        if c.use_image_embedding:
+            context.append(self.context_embedding(image_embedding.to(dtype)).view(b, c.num_image_tokens, -1))
+        context = torch.cat(context, dim=1).repeat_interleave(frames, dim=0)
+        emb = emb.repeat_interleave(frames, dim=0)
+
+        x = sample.to(dtype).transpose(1, 2).reshape(b * frames, c.in_channels, h, w)
+        if c.use_image_latent:
+            branch = self._image_branch(image_latent.to(dtype), frames)
+            x = torch.cat([x, branch * self.image_branch_scale], dim=1)
+
+        skips = []
+        for block in self.input_blocks:
+            x = self._run(block, x, emb, context, frames, None)
+            skips.append(x)
+        x = self._run(self.middle_block, x, emb, context, frames, None)
+        for block in self.output_blocks:
+            x = torch.cat([x, skips.pop()], dim=1)
+            x = self._run(block, x, emb, context, frames, skips[-1].shape[-2:] if skips else None)
+        x = self.out(x)
+        return x.view(b, frames, c.out_channels, h, w).transpose(1, 2).to(sample.dtype)
+
+    @staticmethod
+    def _run(block, x, emb, context, frames, up_size):
+        layers = block if isinstance(block, nn.ModuleList) else [block]
+        for layer in layers:
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb, frames)
+            elif isinstance(layer, (SpatialTransformer, TemporalTransformer)):
+                x = layer(x, context, frames)
+            elif isinstance(layer, Upsample):
+                x = layer(x, up_size)
+            else:
+                x = layer(x)
+        return x
+
+
+def vid2vid_latent_height_ok(h: int, levels: int = 3) -> bool:
+    """Whether MS-Vid2Vid-XL's padded downsampling round-trips latent height `h` (e.g. 90 for 720p)."""
+    for _ in range(levels):
+        if h % 2:
+            return False
+        h = (h + 1) // 2 + 1
+    return True
+
+
+def check_latent_size(config: UNetConfig, h: int, w: int) -> None:
+    """Raise a ValueError with a fix when a latent of h x w cannot go through this network."""
+    levels = len(config.channel_mult) - 1
+    step = 2 ** levels
+    if config.vid2vid_pad:
+        if w % step:
+            raise ValueError(f"width {w * 8}px (latent {w}) does not fit MS-Vid2Vid-XL: the width must be a "
+                             f"multiple of {step * 8}px")
+        if not vid2vid_latent_height_ok(h, levels):
+            ok = [x for x in range(2, 400, 2) if vid2vid_latent_height_ok(x, levels)]
+            near = min(ok, key=lambda x: abs(x - h))
+            raise ValueError(f"height {h * 8}px (latent {h}) does not fit MS-Vid2Vid-XL's padded downsampling; "
+                             f"the nearest height that works is {near * 8}px (720px does)")
+    elif h < 1 or w < 1:
+        raise ValueError("latent height and width must be positive")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .ops import CastLinear, torch_ops, weight_of
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -25,25 +26,45 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return emb
 
 
+def _direct_weight(layer: nn.Module) -> bool:
+    """Whether a projection's weight may be read directly: no per-use casting or patching hooks (e.g. ComfyUI's)."""
+    if getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None) \
+            or getattr(layer, "bias_function", None):
+        return False
+    return type(layer).forward in (nn.Linear.forward, CastLinear.forward)
+
+
 class Attention(nn.Module):
     """Multi-head attention with bias-free q/k/v projections and a biased output projection."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None):
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None, ops=torch_ops):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim or dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim or dim, inner, bias=False)
-        self.to_out = nn.ModuleList([nn.Linear(inner, dim)])
+        self.to_q = ops.Linear(dim, inner, bias=False)
+        self.to_k = ops.Linear(context_dim or dim, inner, bias=False)
+        self.to_v = ops.Linear(context_dim or dim, inner, bias=False)
+        self.to_out = nn.ModuleList([ops.Linear(inner, dim)])
         self.backend = "sdpa"
+        self.fused = True  # one GEMM for q,k,v (self-attention) or k,v (cross-attention); weights stay separate
+
+    def _project(self, x: torch.Tensor, ctx: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        if not (self.fused and all(map(_direct_weight, (self.to_q, self.to_k, self.to_v)))):
+            src = x if ctx is None else ctx
+            return self.to_q(x), self.to_k(src), self.to_v(src)
+        if ctx is None:
+            w = torch.cat([weight_of(self.to_q, x), weight_of(self.to_k, x), weight_of(self.to_v, x)])
+            return torch.nn.functional.linear(x, w).chunk(3, dim=-1)
+        w = torch.cat([weight_of(self.to_k, ctx), weight_of(self.to_v, ctx)])
+        return (self.to_q(x), *torch.nn.functional.linear(ctx, w).chunk(2, dim=-1))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        ctx = x if context is None else context
         b, n, _ = x.shape
-        q = self.to_q(x).view(b, n, self.heads, -1).transpose(1, 2)
-        k = self.to_k(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
-        v = self.to_v(ctx).view(b, ctx.shape[1], self.heads, -1).transpose(1, 2)
+        q, k, v = self._project(x, context)
+        m = k.shape[1]
+        q = q.reshape(b, n, self.heads, -1).transpose(1, 2)
+        k = k.reshape(b, m, self.heads, -1).transpose(1, 2)
+        v = v.reshape(b, m, self.heads, -1).transpose(1, 2)
         out = attention(q, k, v, self.backend)
         return self.to_out[0](out.transpose(1, 2).reshape(b, n, -1))
 
@@ -51,9 +72,9 @@ class Attention(nn.Module):
 class GEGLU(nn.Module):
     """Linear projection to 2x width, value * gelu(gate)."""
 
-    def __init__(self, dim: int, inner: int):
+    def __init__(self, dim: int, inner: int, ops=torch_ops):
         super().__init__()
-        self.proj = nn.Linear(dim, inner * 2)
+        self.proj = ops.Linear(dim, inner * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
@@ -63,9 +84,9 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     """GEGLU feed-forward with 4x inner width (keys net.0.proj / net.2)."""
 
-    def __init__(self, dim: int, mult: int = 4):
+    def __init__(self, dim: int, mult: int = 4, ops=torch_ops):
         super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Identity(), nn.Linear(dim * mult, dim))
+        self.net = nn.Sequential(GEGLU(dim, dim * mult, ops), nn.Identity(), ops.Linear(dim * mult, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -74,14 +95,14 @@ class FeedForward(nn.Module):
 class TransformerBlock(nn.Module):
     """Pre-norm self-attention, second attention (cross, or self when context_dim is None), feed-forward."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None):
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None, ops=torch_ops):
         super().__init__()
-        self.attn1 = Attention(dim, heads, head_dim)
-        self.attn2 = Attention(dim, heads, head_dim, context_dim)
-        self.ff = FeedForward(dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.norm3 = nn.LayerNorm(dim)
+        self.attn1 = Attention(dim, heads, head_dim, None, ops)
+        self.attn2 = Attention(dim, heads, head_dim, context_dim, ops)
+        self.ff = FeedForward(dim, 4, ops)
+        self.norm1 = ops.LayerNorm(dim)
+        self.norm2 = ops.LayerNorm(dim)
+        self.norm3 = ops.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         x = self.attn1(self.norm1(x)) + x
@@ -92,13 +113,13 @@ class TransformerBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     """Per-frame transformer over the H*W tokens of each frame, cross-attending to the context."""
 
-    def __init__(self, channels: int, head_dim: int, context_dim: int, groups: int):
+    def __init__(self, channels: int, head_dim: int, context_dim: int, groups: int, ops=torch_ops):
         super().__init__()
-        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
-        self.proj_in = nn.Linear(channels, channels)
+        self.norm = ops.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = ops.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList(
-            [TransformerBlock(channels, channels // head_dim, head_dim, context_dim)])
-        self.proj_out = nn.Linear(channels, channels)
+            [TransformerBlock(channels, channels // head_dim, head_dim, context_dim, ops)])
+        self.proj_out = ops.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
@@ -113,13 +134,13 @@ class SpatialTransformer(nn.Module):
 class TemporalTransformer(nn.Module):
     """Transformer across the frames of every pixel (self-attention only, no positional embedding)."""
 
-    def __init__(self, channels: int, heads: int, head_dim: int, groups: int):
+    def __init__(self, channels: int, heads: int, head_dim: int, groups: int, ops=torch_ops):
         super().__init__()
         inner = heads * head_dim
-        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
-        self.proj_in = nn.Linear(channels, inner)
-        self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim, None)])
-        self.proj_out = nn.Linear(inner, channels)
+        self.norm = ops.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = ops.Linear(channels, inner)
+        self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim, None, ops)])
+        self.proj_out = ops.Linear(inner, channels)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
@@ -138,14 +159,14 @@ class TemporalTransformer(nn.Module):
 class TemporalConv(nn.Module):
     """Four GroupNorm-SiLU-Conv3d(3,1,1) stages across frames with a residual connection."""
 
-    def __init__(self, channels: int, groups: int):
+    def __init__(self, channels: int, groups: int, ops=torch_ops):
         super().__init__()
 
         def stage(first: bool) -> nn.Sequential:
-            conv = nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
+            conv = ops.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
             # keys: conv1.0/.2 ; conv2..4 .0/.3 (a dropout sits at index 2 in the original)
             mid = [nn.SiLU()] if first else [nn.SiLU(), nn.Identity()]
-            return nn.Sequential(nn.GroupNorm(groups, channels), *mid, conv)
+            return nn.Sequential(ops.GroupNorm(groups, channels), *mid, conv)
 
         self.conv1 = stage(True)
         self.conv2 = stage(False)
@@ -162,16 +183,16 @@ class TemporalConv(nn.Module):
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv, add time embedding, GroupNorm-SiLU-conv, skip; then a temporal convolution."""
 
-    def __init__(self, channels: int, out_channels: int, emb_dim: int, groups: int):
+    def __init__(self, channels: int, out_channels: int, emb_dim: int, groups: int, ops=torch_ops):
         super().__init__()
-        self.in_layers = nn.Sequential(nn.GroupNorm(groups, channels), nn.SiLU(),
-                                       nn.Conv2d(channels, out_channels, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels))
-        self.out_layers = nn.Sequential(nn.GroupNorm(groups, out_channels), nn.SiLU(), nn.Identity(),
-                                        nn.Conv2d(out_channels, out_channels, 3, padding=1))
+        self.in_layers = nn.Sequential(ops.GroupNorm(groups, channels), nn.SiLU(),
+                                       ops.Conv2d(channels, out_channels, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), ops.Linear(emb_dim, out_channels))
+        self.out_layers = nn.Sequential(ops.GroupNorm(groups, out_channels), nn.SiLU(), nn.Identity(),
+                                        ops.Conv2d(out_channels, out_channels, 3, padding=1))
         self.skip_connection = (nn.Identity() if channels == out_channels
-                                else nn.Conv2d(channels, out_channels, 1))
-        self.temporal_conv = TemporalConv(out_channels, groups)
+                                else ops.Conv2d(channels, out_channels, 1))
+        self.temporal_conv = TemporalConv(out_channels, groups, ops)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int) -> torch.Tensor:
         h = self.in_layers(x)
@@ -183,9 +204,9 @@ class ResBlock(nn.Module):
 class Downsample(nn.Module):
     """Stride-2 3x3 convolution; MS-Vid2Vid-XL pads the height by 2 (its 720p trick)."""
 
-    def __init__(self, channels: int, vid2vid_pad: bool):
+    def __init__(self, channels: int, vid2vid_pad: bool, ops=torch_ops):
         super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=(2, 1) if vid2vid_pad else 1)
+        self.op = ops.Conv2d(channels, channels, 3, stride=2, padding=(2, 1) if vid2vid_pad else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -194,10 +215,10 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     """Nearest 2x upsampling to the skip connection's size, then a 3x3 convolution."""
 
-    def __init__(self, channels: int, vid2vid_pad: bool):
+    def __init__(self, channels: int, vid2vid_pad: bool, ops=torch_ops):
         super().__init__()
         self.vid2vid_pad = vid2vid_pad
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = ops.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if self.vid2vid_pad:
@@ -210,13 +231,13 @@ class Upsample(nn.Module):
 class ImageTemporalEncoder(nn.Module):
     """The image-latent branch's tiny transformer across frames (pre-norm attention, then a GELU MLP)."""
 
-    def __init__(self, channels: int, heads: int = 2, mult: int = 4):
+    def __init__(self, channels: int, heads: int = 2, mult: int = 4, ops=torch_ops):
         super().__init__()
         self.heads = heads
-        self.norm = nn.LayerNorm(channels)
-        self.to_qkv = nn.Linear(channels, 3 * heads * channels, bias=False)
-        self.to_out = nn.Linear(heads * channels, channels)
-        self.ff = nn.Sequential(nn.Linear(channels, channels * mult), nn.GELU(), nn.Linear(channels * mult, channels))
+        self.norm = ops.LayerNorm(channels)
+        self.to_qkv = ops.Linear(channels, 3 * heads * channels, bias=False)
+        self.to_out = ops.Linear(heads * channels, channels)
+        self.ff = nn.Sequential(ops.Linear(channels, channels * mult), nn.GELU(), ops.Linear(channels * mult, channels))
         self.backend = "sdpa"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

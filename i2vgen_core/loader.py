@@ -9,6 +9,7 @@ import torch
 
 from .checkpoint import CheckpointError, infer_config, read_state_dict, to_ours
 from .config import UNetConfig
+from .ops import cast_ops
 from .unet import I2VGenUNet
 
 Source = str | os.PathLike | Mapping[str, torch.Tensor]
@@ -27,20 +28,32 @@ def load_state_dict_any(source: Source) -> tuple[dict[str, torch.Tensor], UNetCo
     return sd, infer_config(sd, hints), fmt
 
 
+FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+
+
 def build_unet(config: UNetConfig, *, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None) -> I2VGenUNet:
+               dtype: torch.dtype | None = None, ops=None) -> I2VGenUNet:
     """A randomly initialised network (use device='meta' for shapes only)."""
     with torch.device(device or "cpu"):
-        unet = I2VGenUNet(config)
+        unet = I2VGenUNet(config, ops=ops)
     return unet.to(dtype) if dtype is not None else unet
 
 
 def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
-              attention: str = "auto", config: UNetConfig | None = None) -> I2VGenUNet:
-    """Load an I2VGen-XL / MS-Image2Video / MS-Vid2Vid-XL UNet; format and variant are detected from the keys."""
+              attention: str = "auto", config: UNetConfig | None = None, ops=None,
+              compute_dtype: torch.dtype | None = None, channels_last: bool = False,
+              fused_projections: bool = True) -> I2VGenUNet:
+    """Load an I2VGen-XL / MS-Image2Video / MS-Vid2Vid-XL UNet; format and variant are detected from the keys.
+
+    `dtype` is the storage dtype (fp8 storage computes in `compute_dtype`, default fp16, through per-layer casts);
+    `ops` lets a host (ComfyUI) supply its own layer classes.
+    """
     sd, inferred, fmt = load_state_dict_any(source)
     config = config or inferred
-    unet = build_unet(config, device="meta")
+    if dtype in FP8 and ops is None:
+        ops = cast_ops
+        compute_dtype = compute_dtype or torch.float16
+    unet = build_unet(config, device="meta", ops=ops)
     expected = unet.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
@@ -64,5 +77,8 @@ def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch
     sd = {k: v.to(device=target, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in sd.items()}
     unet.load_state_dict(sd, strict=True, assign=True)
     unet.eval().requires_grad_(False)
+    unet.compute_dtype = compute_dtype
     unet.set_attention_backend(attention)
+    unet.set_fused_projections(fused_projections)
+    unet.set_channels_last(channels_last)
     return unet

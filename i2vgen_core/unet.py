@@ -7,6 +7,7 @@ from torch import nn
 
 from .attention import resolve_backend
 from .config import UNetConfig
+from .ops import torch_ops
 from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer,
                      TemporalTransformer, Upsample, timestep_embedding)
 
@@ -18,37 +19,41 @@ class I2VGenUNet(nn.Module):
     diffusers checkpoints are renamed on load.
     """
 
-    def __init__(self, config: UNetConfig):
+    def __init__(self, config: UNetConfig, ops=None):
         super().__init__()
+        ops = ops or torch_ops
         self.config = config
         self.image_branch_scale = 2.0  # the original training code adds the image branch twice
+        self.compute_dtype: torch.dtype | None = None  # set when weights are stored narrower (fp8) than compute
+        self._ops = ops
+        self.channels_last = False
         c = config
         dim, emb_dim, groups = c.model_channels, c.time_embed_dim, c.norm_groups
 
-        self.time_embed = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(ops.Linear(dim, emb_dim), nn.SiLU(), ops.Linear(emb_dim, emb_dim))
         if c.use_fps:
-            self.fps_embedding = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            self.fps_embedding = nn.Sequential(ops.Linear(dim, emb_dim), nn.SiLU(), ops.Linear(emb_dim, emb_dim))
         if c.use_image_embedding:
             self.context_embedding = nn.Sequential(
-                nn.Linear(c.image_embedding_dim, emb_dim), nn.SiLU(),
-                nn.Linear(emb_dim, c.context_dim * c.num_image_tokens))
+                ops.Linear(c.image_embedding_dim, emb_dim), nn.SiLU(),
+                ops.Linear(emb_dim, c.context_dim * c.num_image_tokens))
         if c.use_image_latent:
             ch, mid = c.in_channels, c.in_channels * 4
             self.local_image_concat = nn.Sequential(
-                nn.Conv2d(ch, mid, 3, padding=1), nn.SiLU(), nn.Conv2d(mid, mid, 3, padding=1), nn.SiLU(),
-                nn.Conv2d(mid, ch, 3, padding=1))
-            self.local_temporal_encoder = ImageTemporalEncoder(ch)
+                ops.Conv2d(ch, mid, 3, padding=1), nn.SiLU(), ops.Conv2d(mid, mid, 3, padding=1), nn.SiLU(),
+                ops.Conv2d(mid, ch, 3, padding=1))
+            self.local_temporal_encoder = ImageTemporalEncoder(ch, ops=ops)
             c1, c2 = c.image_context_channels
             self.local_image_embedding = nn.Sequential(
-                nn.Conv2d(ch, c1, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d((32, 32)),
-                nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.SiLU(),
-                nn.Conv2d(c2, c.context_dim, 3, stride=2, padding=1))
+                ops.Conv2d(ch, c1, 3, padding=1), nn.SiLU(), nn.AdaptiveAvgPool2d((32, 32)),
+                ops.Conv2d(c1, c2, 3, stride=2, padding=1), nn.SiLU(),
+                ops.Conv2d(c2, c.context_dim, 3, stride=2, padding=1))
 
         ctx = c.context_dim
         # encoder: input_blocks[0] = conv_in + initial temporal transformer
         self.input_blocks = nn.ModuleList([nn.ModuleList([
-            nn.Conv2d(c.in_channels + c.concat_channels, dim, 3, padding=1),
-            TemporalTransformer(dim, c.init_temporal_heads, c.head_dim, groups)])])
+            ops.Conv2d(c.in_channels + c.concat_channels, dim, 3, padding=1),
+            TemporalTransformer(dim, c.init_temporal_heads, c.head_dim, groups, ops)])])
         skip_channels = [dim]
         ch = dim
         for level, out_ch in enumerate(c.level_channels):
@@ -57,12 +62,12 @@ class I2VGenUNet(nn.Module):
                 ch = out_ch
                 skip_channels.append(ch)
             if level != len(c.channel_mult) - 1:
-                self.input_blocks.append(Downsample(ch, c.vid2vid_pad))
+                self.input_blocks.append(Downsample(ch, c.vid2vid_pad, ops))
                 skip_channels.append(ch)
 
         self.middle_block = nn.ModuleList([
-            ResBlock(ch, ch, emb_dim, groups), SpatialTransformer(ch, c.head_dim, ctx, groups),
-            TemporalTransformer(ch, ch // c.head_dim, c.head_dim, groups), ResBlock(ch, ch, emb_dim, groups)])
+            ResBlock(ch, ch, emb_dim, groups, ops), SpatialTransformer(ch, c.head_dim, ctx, groups, ops),
+            TemporalTransformer(ch, ch // c.head_dim, c.head_dim, groups, ops), ResBlock(ch, ch, emb_dim, groups, ops)])
 
         self.output_blocks = nn.ModuleList()
         for level, out_ch in reversed(list(enumerate(c.level_channels))):
@@ -70,17 +75,17 @@ class I2VGenUNet(nn.Module):
                 stage = self._stage(ch + skip_channels.pop(), out_ch, c.attention_levels[level])
                 ch = out_ch
                 if level != 0 and j == c.num_res_blocks:
-                    stage.append(Upsample(ch, c.vid2vid_pad))
+                    stage.append(Upsample(ch, c.vid2vid_pad, ops))
                 self.output_blocks.append(stage)
 
-        self.out = nn.Sequential(nn.GroupNorm(groups, ch), nn.SiLU(), nn.Conv2d(ch, c.out_channels, 3, padding=1))
+        self.out = nn.Sequential(ops.GroupNorm(groups, ch), nn.SiLU(), ops.Conv2d(ch, c.out_channels, 3, padding=1))
 
     def _stage(self, cin: int, cout: int, with_attention: bool) -> nn.ModuleList:
-        c = self.config
-        layers = [ResBlock(cin, cout, c.time_embed_dim, c.norm_groups)]
+        c, ops = self.config, self._ops
+        layers = [ResBlock(cin, cout, c.time_embed_dim, c.norm_groups, ops)]
         if with_attention:
-            layers += [SpatialTransformer(cout, c.head_dim, c.context_dim, c.norm_groups),
-                       TemporalTransformer(cout, cout // c.head_dim, c.head_dim, c.norm_groups)]
+            layers += [SpatialTransformer(cout, c.head_dim, c.context_dim, c.norm_groups, ops),
+                       TemporalTransformer(cout, cout // c.head_dim, c.head_dim, c.norm_groups, ops)]
         return nn.ModuleList(layers)
 
     @property
@@ -90,8 +95,8 @@ class I2VGenUNet(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the weights."""
-        return self.out[2].weight.dtype
+        """Dtype the activations run in (the weights' dtype unless they are stored narrower, e.g. fp8)."""
+        return self.compute_dtype or self.out[2].weight.dtype
 
     def set_attention_backend(self, name: str) -> str:
         """Choose "auto", "sdpa", "xformers" or "chunked" for every attention layer; returns the one in use."""
@@ -100,6 +105,29 @@ class I2VGenUNet(nn.Module):
             if isinstance(module, (Attention, ImageTemporalEncoder)):
                 module.backend = backend
         return backend
+
+    def set_fused_projections(self, enabled: bool = True) -> None:
+        """Run q/k/v (or k/v) projections as one GEMM; weights and their names stay separate (LoRA keeps working)."""
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.fused = enabled
+
+    def set_channels_last(self, enabled: bool = True) -> None:
+        """Keep trunk activations and conv weights NHWC (tensor-core friendly; spatial tokens become free views)."""
+        self.channels_last = enabled
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and module.weight.device.type != "meta":
+                module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+
+    def compile_blocks(self, **options) -> int:
+        """torch.compile every resnet / transformer block in place (regional compilation); returns how many."""
+        count = 0
+        for module in self.modules():
+            if isinstance(module, (ResBlock, SpatialTransformer, TemporalTransformer)):
+                module.compile(**options)
+                count += 1
+        return count
 
     # ---------------------------------------------------------------- inputs
     def check_inputs(self, sample: torch.Tensor, text, image_embedding, image_latent, fps) -> None:
@@ -173,6 +201,8 @@ class I2VGenUNet(nn.Module):
         if c.use_image_latent:
             branch = self._image_branch(image_latent.to(dtype), frames)
             x = torch.cat([x, branch * self.image_branch_scale], dim=1)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
 
         skips = []
         for block in self.input_blocks:
@@ -183,7 +213,7 @@ class I2VGenUNet(nn.Module):
             x = torch.cat([x, skips.pop()], dim=1)
             x = self._run(block, x, emb, context, frames, skips[-1].shape[-2:] if skips else None)
         x = self.out(x)
-        return x.view(b, frames, c.out_channels, h, w).transpose(1, 2).to(sample.dtype)
+        return x.reshape(b, frames, c.out_channels, h, w).transpose(1, 2).to(sample.dtype)
 
     @staticmethod
     def _run(block, x, emb, context, frames, up_size):

@@ -83,3 +83,19 @@ def test_chunked_attention_matches_sdpa_directly():
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     for limit in (10 ** 9, 3 * 33 * 33, 100):
         torch.testing.assert_close(chunked_attention(q, k, v, max_elements=limit), ref, atol=1e-6, rtol=1e-5)
+
+
+def test_speed_levers_keep_the_numbers():
+    from i2vgen_core import export_state_dict, load_unet
+    unet = random_unet("i2vgen_xl")
+    x, t, kw = inputs_for(unet)
+    ref = unet(x, t, **kw)
+    unet.set_fused_projections(False)
+    torch.testing.assert_close(unet(x, t, **kw), ref, atol=1e-6, rtol=1e-5)
+    unet.set_fused_projections(True)
+    unet.set_channels_last(True)
+    torch.testing.assert_close(unet(x, t, **kw), ref, atol=1e-6, rtol=1e-5)
+    fp8 = load_unet(export_state_dict(unet, "vgen"), dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    assert fp8.out[2].weight.dtype == torch.float8_e4m3fn and fp8.dtype == torch.float32
+    err = (fp8(x, t, **kw) - ref).abs().max() / ref.abs().max()
+    assert err < 0.1  # fp8 storage rounds each weight to 3 mantissa bits

@@ -20,6 +20,18 @@ def medium_config(model_channels: int = 64, head_dim: int = 64, context_dim: int
                           image_embedding_dim=context_dim)
 
 
+def random_ours(config, *, dtype=torch.float32, device="cpu", seed=0):
+    """Our UNet alone with random weights, allocated directly on `device` (no CPU copy of a full-size model)."""
+    from i2vgen_core import build_unet
+
+    torch.manual_seed(seed)
+    unet = build_unet(config, device="meta").to_empty(device=device)
+    with torch.no_grad():
+        for p in unet.parameters():
+            p.normal_(0, 0.02)
+    return unet.to(dtype).eval().requires_grad_(False)
+
+
 def build_pair(config, *, dtype=torch.float32, device="cpu", seed=0, full_size_random=False):
     """(diffusers I2VGenXLUNet, our I2VGenUNet) holding identical random weights."""
     from diffusers import I2VGenXLUNet

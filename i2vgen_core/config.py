@@ -36,6 +36,7 @@ class UNetConfig:
     use_image_latent: bool = True
     image_context_channels: tuple[int, int] = (32, 64)
     use_fps: bool = True
+    fps_optional: bool = False  # MS-Image2Video's code falls back to default_fps when none is given
     vid2vid_pad: bool = False
     default_fps: int = 16
 
@@ -85,7 +86,7 @@ def variant_config(variant: str, **overrides) -> UNetConfig:
     """The full-size configuration of a variant (what the public checkpoint holds)."""
     base = {
         "i2vgen_xl": dict(),
-        "ms_image2video": dict(use_text=False, use_image_latent=False, default_fps=8),
+        "ms_image2video": dict(use_text=False, use_image_latent=False, default_fps=8, fps_optional=True),
         "ms_vid2vid_xl": dict(use_image_embedding=False, use_image_latent=False, use_fps=False,
                               vid2vid_pad=True, default_fps=8),
     }

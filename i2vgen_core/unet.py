@@ -174,8 +174,10 @@ class I2VGenUNet(nn.Module):
                 image_embedding: torch.Tensor | None = None, image_latent: torch.Tensor | None = None,
                 fps=None) -> torch.Tensor:
         """Predict v for a noisy video latent [B, 4, F, h, w] at `timestep` (0..999)."""
-        self.check_inputs(sample, text, image_embedding, image_latent, fps)
         c = self.config
+        if fps is None and c.use_fps and c.fps_optional:
+            fps = c.default_fps
+        self.check_inputs(sample, text, image_embedding, image_latent, fps)
         b, _, frames, h, w = sample.shape
         dtype = self.dtype
         dev = sample.device

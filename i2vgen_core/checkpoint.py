@@ -231,12 +231,7 @@ def from_diffusers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if m:
             pending_up[(int(m.group(1)), m.group(2))] = value
             continue
-        for src, dst in pairs:
-            if key.startswith(src):
-                out[dst + key[len(src):]] = value
-                break
-        else:
-            out[key] = value  # fps_embedding / context_embedding keep their names; leftovers are reported later
+        out[_rename(key, pairs)] = value  # fps/context embeddings keep their names; leftovers are reported later
     if qkv:
         if set(qkv) != {"q", "k", "v"}:
             raise CheckpointError("the image-latent temporal encoder misses some of to_q/to_k/to_v")
@@ -265,28 +260,31 @@ def to_diffusers(sd: Mapping[str, torch.Tensor], config: UNetConfig) -> dict[str
         if m and (int(m.group(1)), int(m.group(2))) in targets:
             out[f"up_blocks.{targets[(int(m.group(1)), int(m.group(2)))]}.upsamplers.0.conv.{m.group(3)}"] = value
             continue
-        for src, dst in pairs:
-            if key.startswith(src):
-                out[dst + key[len(src):]] = value
-                break
-        else:
-            out[key] = value
+        out[_rename(key, pairs)] = value
     return out
+
+
+def _rename(key: str, pairs) -> str:
+    """Replace the first matching (source prefix, target prefix) of `pairs`; keys without a match stay."""
+    for src, dst in pairs:
+        if key.startswith(src):
+            return dst + key[len(src):]
+    return key
+
+
+# VGen's image-latent temporal encoder (nested layers) vs our flat one
+_ORIGINAL_IMAGE_ENCODER = [("local_temporal_encoder.layers.0.0.norm.", "local_temporal_encoder.norm."),
+                           ("local_temporal_encoder.layers.0.0.fn.to_qkv.", "local_temporal_encoder.to_qkv."),
+                           ("local_temporal_encoder.layers.0.0.fn.to_out.0.", "local_temporal_encoder.to_out."),
+                           ("local_temporal_encoder.layers.0.1.net.0.0.", "local_temporal_encoder.ff.0."),
+                           ("local_temporal_encoder.layers.0.1.net.2.", "local_temporal_encoder.ff.2.")]
 
 
 def from_original(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """VGen / ModelScope keys -> ours (typo fix, Conv1d temporal projections to Linear, flat image encoder)."""
-    ren = {"local_temporal_encoder.layers.0.0.norm.": "local_temporal_encoder.norm.",
-           "local_temporal_encoder.layers.0.0.fn.to_qkv.": "local_temporal_encoder.to_qkv.",
-           "local_temporal_encoder.layers.0.0.fn.to_out.0.": "local_temporal_encoder.to_out.",
-           "local_temporal_encoder.layers.0.1.net.0.0.": "local_temporal_encoder.ff.0.",
-           "local_temporal_encoder.layers.0.1.net.2.": "local_temporal_encoder.ff.2."}
     out = {}
     for key, value in sd.items():
-        new = key.replace(".temopral_conv.", ".temporal_conv.")
-        for src, dst in ren.items():
-            if new.startswith(src):
-                new = dst + new[len(src):]
+        new = _rename(key.replace(".temopral_conv.", ".temporal_conv."), _ORIGINAL_IMAGE_ENCODER)
         if new.endswith((".proj_in.weight", ".proj_out.weight")) and value.ndim == 3:
             value = value.squeeze(-1)
         out[new] = value
@@ -295,18 +293,11 @@ def from_original(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def to_original(sd: Mapping[str, torch.Tensor], fmt: str) -> dict[str, torch.Tensor]:
     """Ours -> VGen / ModelScope keys; temporal-transformer projections become Conv1d weights again."""
-    ren = {"local_temporal_encoder.norm.": "local_temporal_encoder.layers.0.0.norm.",
-           "local_temporal_encoder.to_qkv.": "local_temporal_encoder.layers.0.0.fn.to_qkv.",
-           "local_temporal_encoder.to_out.": "local_temporal_encoder.layers.0.0.fn.to_out.0.",
-           "local_temporal_encoder.ff.0.": "local_temporal_encoder.layers.0.1.net.0.0.",
-           "local_temporal_encoder.ff.2.": "local_temporal_encoder.layers.0.1.net.2."}
+    back = [(ours, theirs) for theirs, ours in _ORIGINAL_IMAGE_ENCODER]
     out = {}
     temporal = _temporal_transformer_prefixes(sd)
     for key, value in sd.items():
-        new = key.replace(".temporal_conv.", ".temopral_conv.")
-        for src, dst in ren.items():
-            if new.startswith(src):
-                new = dst + new[len(src):]
+        new = _rename(key.replace(".temporal_conv.", ".temopral_conv."), back)
         if key.endswith((".proj_in.weight", ".proj_out.weight")) and key.rsplit(".", 2)[0] in temporal:
             value = value.unsqueeze(-1)
         out[new] = value

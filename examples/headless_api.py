@@ -1,0 +1,304 @@
+"""Run an I2VGen-XL workflow on a running ComfyUI server without the browser, and download the video.
+
+    python examples/headless_api.py workflows/i2vgen_xl_image_to_video.api.json \
+        --server http://127.0.0.1:8188 --image my_photo.png --prompt "a cat surfing" --seed 42 --out results/
+
+    # any input of any node: --set NODE_ID.INPUT=VALUE (VALUE is JSON, else a string)
+    python examples/headless_api.py workflows/i2vgen_xl_image_to_video.api.json \
+        --set 10.length=8 --set 11.steps=20
+
+Only the standard library is needed. With the `websocket-client` package installed, progress is followed live over
+ComfyUI's websocket; otherwise /history is polled. Exit status: 0 done, 1 the server reported an error, 2 bad use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+IMAGE_LOADERS = {"LoadImage": "image"}
+VIDEO_LOADERS = {"LoadVideo": "file"}
+REFINER_SUFFIX_START = ", cinematic, High Contrast"
+
+
+class ComfyError(RuntimeError):
+    """The server refused the workflow or failed while running it."""
+
+
+class Client:
+    """A minimal ComfyUI HTTP client (POST /prompt, /upload/image; GET /history, /view)."""
+
+    def __init__(self, server: str, timeout: float = 60.0):
+        self.base = server.rstrip("/")
+        if "://" not in self.base:
+            self.base = "http://" + self.base
+        self.timeout = timeout
+        self.client_id = str(uuid.uuid4())
+
+    def _request(self, path: str, data: Optional[bytes] = None, headers: Optional[dict] = None) -> bytes:
+        req = urllib.request.Request(self.base + path, data=data, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as err:
+            body = err.read().decode(errors="replace")
+            raise ComfyError(f"{path}: HTTP {err.code}: {_explain_error(body)}") from None
+        except urllib.error.URLError as err:
+            raise ComfyError(f"cannot reach ComfyUI at {self.base} ({err.reason}); is the server running?") from None
+
+    def get_json(self, path: str) -> Any:
+        """GET a JSON endpoint."""
+        return json.loads(self._request(path))
+
+    def upload(self, path: Path, overwrite: bool = True) -> str:
+        """Upload a file into ComfyUI's input folder; returns the name to put into LoadImage / LoadVideo."""
+        boundary = uuid.uuid4().hex
+        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        parts = [
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{path.name}\"\r\n"
+            f"Content-Type: {ctype}\r\n\r\n".encode() + path.read_bytes() + b"\r\n",
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\n"
+            f"{'true' if overwrite else 'false'}\r\n".encode(),
+            f"--{boundary}--\r\n".encode(),
+        ]
+        body = b"".join(parts)
+        info = json.loads(self._request("/upload/image", body,
+                                        {"Content-Type": f"multipart/form-data; boundary={boundary}"}))
+        return f"{info['subfolder']}/{info['name']}" if info.get("subfolder") else info["name"]
+
+    def queue(self, prompt: dict) -> str:
+        """Submit an API-format workflow; returns the prompt id."""
+        body = json.dumps({"prompt": prompt, "client_id": self.client_id}).encode()
+        out = json.loads(self._request("/prompt", body, {"Content-Type": "application/json"}))
+        if out.get("node_errors"):
+            raise ComfyError("the workflow was rejected:\n" + _format_node_errors(out["node_errors"]))
+        return out["prompt_id"]
+
+    def history(self, prompt_id: str) -> Optional[dict]:
+        """The finished run's history entry, or None while it is still queued / running."""
+        return self.get_json(f"/history/{prompt_id}").get(prompt_id)
+
+    def download(self, ref: dict, out_dir: Path) -> Path:
+        """Fetch one output file ({filename, subfolder, type}) via /view."""
+        query = urllib.parse.urlencode({"filename": ref["filename"], "subfolder": ref.get("subfolder", ""),
+                                        "type": ref.get("type", "output")})
+        data = self._request(f"/view?{query}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / Path(ref["filename"]).name
+        target.write_bytes(data)
+        return target
+
+    def wait(self, prompt_id: str, timeout: float, quiet: bool = False) -> dict:
+        """Follow progress (websocket if available, else polling) until the run ends; returns its history entry."""
+        deadline = time.monotonic() + timeout
+        try:
+            import websocket  # websocket-client
+        except ImportError:
+            websocket = None
+        if websocket is not None:
+            try:
+                self._follow_websocket(websocket, prompt_id, deadline, quiet)
+            except (OSError, websocket.WebSocketException) as err:
+                if not quiet:
+                    print(f"(websocket unavailable: {err}; polling instead)", file=sys.stderr)
+        while time.monotonic() < deadline:
+            entry = self.history(prompt_id)
+            if entry is not None and entry.get("status", {}).get("completed") is not None:
+                return entry
+            if entry is not None and entry.get("status", {}).get("status_str") == "error":
+                return entry
+            time.sleep(1.0)
+        raise ComfyError(f"timed out after {timeout:.0f}s waiting for prompt {prompt_id}")
+
+    def _follow_websocket(self, websocket, prompt_id: str, deadline: float, quiet: bool) -> None:
+        url = self.base.replace("http://", "ws://").replace("https://", "wss://") + f"/ws?clientId={self.client_id}"
+        ws = websocket.create_connection(url, timeout=10)
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    raw = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    if self.history(prompt_id) is not None:
+                        return
+                    continue
+                if not isinstance(raw, str):
+                    continue  # binary preview frames
+                msg = json.loads(raw)
+                data = msg.get("data", {})
+                if data.get("prompt_id") not in (None, prompt_id):
+                    continue
+                kind = msg.get("type")
+                if kind == "progress" and not quiet:
+                    print(f"  node {data.get('node')}: {data.get('value')}/{data.get('max')}", file=sys.stderr)
+                elif kind == "executing":
+                    if data.get("node") is None:
+                        return
+                    if not quiet:
+                        print(f"running node {data.get('node')}", file=sys.stderr)
+                elif kind in ("execution_error", "execution_interrupted", "execution_success"):
+                    return
+        finally:
+            ws.close()
+
+
+def _explain_error(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:2000]
+    msg = data.get("error", {})
+    text = msg.get("message", "") if isinstance(msg, dict) else str(msg)
+    if isinstance(msg, dict) and msg.get("details"):
+        text += f" ({msg['details']})"
+    if data.get("node_errors"):
+        text += "\n" + _format_node_errors(data["node_errors"])
+    return text or body[:2000]
+
+
+def _format_node_errors(node_errors: dict) -> str:
+    lines = []
+    for node_id, info in node_errors.items():
+        for err in info.get("errors", []):
+            lines.append(f"  node {node_id} ({info.get('class_type')}): {err.get('message')}: {err.get('details')}")
+    return "\n".join(lines)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def apply_overrides(prompt: dict, *, image: Optional[str] = None, video: Optional[str] = None,
+                    text: Optional[str] = None, negative: Optional[str] = None, seed: Optional[int] = None,
+                    sets: Optional[list[str]] = None) -> dict:
+    """Return a copy of an API-format workflow with the input file, prompt text, seed and --set values changed."""
+    prompt = json.loads(json.dumps(prompt))
+    for node in prompt.values():
+        cls, inputs = node.get("class_type"), node.setdefault("inputs", {})
+        if image is not None and cls in IMAGE_LOADERS:
+            inputs[IMAGE_LOADERS[cls]] = image
+        if video is not None and cls in VIDEO_LOADERS:
+            inputs[VIDEO_LOADERS[cls]] = video
+        if seed is not None:
+            for key in ("seed", "noise_seed"):
+                if key in inputs and not isinstance(inputs[key], list):
+                    inputs[key] = seed
+    encoders = [n for n in prompt.values() if n.get("class_type") == "CLIPTextEncode"]
+    for wanted, value in (("prompt", text), ("negative", negative)):
+        if value is None:
+            continue
+        hits = [n for n in encoders if _title_role(n) == wanted]
+        if not hits and wanted == "prompt" and len(encoders) == 1:
+            hits = encoders
+        if not hits:
+            raise ComfyError(f"no CLIPTextEncode node titled like a {wanted} prompt in this workflow; "
+                             f"use --set ID.text=...")
+        for n in hits:
+            old = n["inputs"].get("text", "")
+            # Refiner prompts keep MS-Vid2Vid-XL's quality suffix (", cinematic, High Contrast, ...").
+            cut = old.find(REFINER_SUFFIX_START) if wanted == "prompt" else -1
+            n["inputs"]["text"] = value + (old[cut:] if cut > 0 else "")
+    for item in sets or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ComfyError(f"--set expects NODE_ID.INPUT=VALUE, got {item!r}")
+        target, value = item.split("=", 1)
+        node_id, name = target.split(".", 1)
+        if node_id not in prompt:
+            raise ComfyError(f"--set {item}: no node {node_id} in the workflow (ids: {', '.join(sorted(prompt))})")
+        prompt[node_id]["inputs"][name] = _parse_value(value)
+    return prompt
+
+
+def _title_role(node: dict) -> str:
+    title = node.get("_meta", {}).get("title", "").lower()
+    if "negative" in title:
+        return "negative"
+    if "prompt" in title:
+        return "prompt"
+    return ""
+
+
+def output_files(entry: dict) -> list[dict]:
+    """Every {filename, subfolder, type} the run's output nodes reported."""
+    refs = []
+    for node_out in entry.get("outputs", {}).values():
+        for value in node_out.values():
+            if isinstance(value, list):
+                refs += [v for v in value if isinstance(v, dict) and "filename" in v]
+    return refs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Upload inputs, queue, wait, download; returns the exit status."""
+    workflow = json.loads(Path(args.workflow).read_text())
+    if "nodes" in workflow and "links" in workflow:
+        print("this is a UI-format workflow; use the matching NAME.api.json (File > Export (API) in ComfyUI)",
+              file=sys.stderr)
+        return 2
+    client = Client(args.server, timeout=args.http_timeout)
+    image = client.upload(Path(args.image)) if args.image else None
+    video = client.upload(Path(args.video)) if args.video else None
+    prompt = apply_overrides(workflow, image=image, video=video, text=args.prompt, negative=args.negative,
+                             seed=args.seed, sets=args.set)
+    started = time.monotonic()
+    prompt_id = client.queue(prompt)
+    if not args.quiet:
+        print(f"queued {prompt_id}", file=sys.stderr)
+    entry = client.wait(prompt_id, args.timeout, quiet=args.quiet)
+    status = entry.get("status", {})
+    if status.get("status_str") != "success":
+        for kind, data in status.get("messages", []):
+            if kind == "execution_error":
+                print(f"error in node {data.get('node_id')} ({data.get('node_type')}): "
+                      f"{data.get('exception_message', '').strip()}", file=sys.stderr)
+        return 1
+    files = [client.download(ref, Path(args.out)) for ref in output_files(entry)]
+    for f in files:
+        print(f)
+    if not args.quiet:
+        print(f"done in {time.monotonic() - started:.1f}s, {len(files)} file(s)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    ap = argparse.ArgumentParser(description="Run an API-format workflow on a ComfyUI server and fetch the outputs.")
+    ap.add_argument("workflow", help="NAME.api.json (API format)")
+    ap.add_argument("--server", default="http://127.0.0.1:8188", help="ComfyUI address (default %(default)s)")
+    ap.add_argument("--image", help="upload this image and use it in every LoadImage node")
+    ap.add_argument("--video", help="upload this video and use it in every LoadVideo node")
+    ap.add_argument("--prompt", help="text for the CLIPTextEncode nodes titled '... prompt' (refiner prompts keep "
+                                     "their quality suffix)")
+    ap.add_argument("--negative", help="text for the CLIPTextEncode nodes titled '... negative prompt'")
+    ap.add_argument("--seed", type=int, help="seed for every sampler")
+    ap.add_argument("--set", action="append", default=[], metavar="ID.INPUT=VALUE", help="override any input")
+    ap.add_argument("--out", default="output", help="where to save the results (default %(default)s)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default %(default)s)")
+    ap.add_argument("--http-timeout", type=float, default=120, help="seconds per HTTP request")
+    ap.add_argument("--quiet", action="store_true", help="print only the downloaded file paths")
+    return ap
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ComfyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Small helpers shared by the encode / latent / video nodes: ComfyUI access, progress, input checks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Optional
+
+import torch
+
+LOG = logging.getLogger("i2vgen-xl")
+
+CATEGORY_CONDITIONING = "I2VGen-XL/conditioning"
+CATEGORY_LATENT = "I2VGen-XL/latent"
+CATEGORY_VIDEO = "I2VGen-XL/video"
+
+MAX_RESOLUTION = 8192
+TEXT_TOKENS, TEXT_DIM = 77, 1024
+IMAGE_EMBED_DIM = 1024
+
+
+def comfy_utils():
+    """ComfyUI's comfy.utils (imported lazily so this package imports outside ComfyUI too)."""
+    import comfy.utils
+    return comfy.utils
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interruption exception when the user pressed Cancel (no-op outside ComfyUI)."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return
+    mm.throw_exception_if_processing_interrupted()
+
+
+def intermediate_device() -> torch.device:
+    """Where ComfyUI keeps tensors between nodes (CPU unless --gpu-only)."""
+    try:
+        import comfy.model_management as mm
+        return mm.intermediate_device()
+    except ImportError:
+        return torch.device("cpu")
+
+
+class Progress:
+    """A ComfyUI ProgressBar that also checks for Cancel on every step; silent outside ComfyUI."""
+
+    def __init__(self, total: int):
+        self.total = max(1, int(total))
+        try:
+            self._bar = comfy_utils().ProgressBar(self.total)
+        except ImportError:
+            self._bar = None
+
+    def step(self, n: int = 1) -> None:
+        """Advance by n steps and honour Cancel."""
+        check_interrupt()
+        if self._bar is not None:
+            self._bar.update(n)
+
+
+def chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) pairs covering range(n) in pieces of at most `size`."""
+    size = max(1, int(size))
+    for start in range(0, n, size):
+        yield start, min(n, start + size)
+
+
+def size_error(width: Optional[int], height: Optional[int], *, multiple: int = 8, minimum: int = 64,
+               maximum: int = MAX_RESOLUTION) -> Optional[str]:
+    """A user-facing message when width/height are not usable pixel sizes, else None (unknown values pass)."""
+    for name, value in (("width", width), ("height", height)):
+        if value is None:
+            continue
+        if not isinstance(value, int):
+            return f"{name} must be an integer number of pixels, got {value!r}"
+        if value < minimum or value > maximum:
+            return f"{name} {value} is outside {minimum}..{maximum} pixels"
+        if value % multiple:
+            lo = value - value % multiple
+            return (f"{name} {value} is not a multiple of {multiple} pixels (the VAE works on 8x8 blocks); "
+                    f"use {lo} or {lo + multiple}")
+    return None
+
+
+def single_image(image: torch.Tensor, what: str) -> torch.Tensor:
+    """Check a ComfyUI IMAGE holds exactly one RGB(A) picture; return it as [1, H, W, 3] float."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        raise ValueError(f"{what}: expected an IMAGE [batch, height, width, channels], got "
+                         f"{getattr(image, 'shape', type(image))}")
+    if image.shape[0] != 1:
+        raise ValueError(f"{what}: got a batch of {image.shape[0]} images but the model is conditioned on exactly "
+                         f"one; pick one with the 'ImageFromBatch' node (batch_index, length 1)")
+    if image.shape[-1] < 3:
+        raise ValueError(f"{what}: the image has {image.shape[-1]} channel(s); an RGB image is needed")
+    return image[..., :3].float()
+
+
+def video_latent(samples: dict, what: str) -> torch.Tensor:
+    """The 5-D [batch, 4, frames, h, w] tensor of a LATENT, with a clear error for image latents."""
+    if not isinstance(samples, dict) or "samples" not in samples:
+        raise ValueError(f"{what}: expected a LATENT (a dict with 'samples')")
+    x = samples["samples"]
+    if x.ndim != 5:
+        raise ValueError(f"{what}: expected a video latent [batch, 4, frames, h, w] from an I2VGen-XL node, got shape "
+                         f"{tuple(x.shape)}; image latents (from VAE Encode / Empty Latent Image) have no frame axis")
+    if x.shape[1] != 4:
+        raise ValueError(f"{what}: the latent has {x.shape[1]} channels; the SD2.1 VAE used by I2VGen-XL has 4")
+    return x

@@ -1,0 +1,268 @@
+"""Image / video encoders and the conditioning node: the original I2VGen-XL preprocessing in front of ComfyUI's
+own CLIP vision and VAE objects."""
+
+from __future__ import annotations
+
+import torch
+
+from ..i2vgen_core import preprocess as pre
+from .common import (CATEGORY_CONDITIONING, IMAGE_EMBED_DIM, MAX_RESOLUTION, TEXT_DIM, TEXT_TOKENS, Progress,
+                     check_interrupt, chunks, intermediate_device, single_image, size_error)
+
+KEY_EMBEDDING = "i2vgen_image_embedding"
+KEY_LATENT = "i2vgen_image_latent"
+KEY_FPS = "i2vgen_fps"
+
+
+def _size_inputs(width: int, height: int) -> dict:
+    return {
+        "width": ("INT", {"default": width, "min": 64, "max": MAX_RESOLUTION, "step": 8,
+                          "tooltip": "Video width in pixels (multiple of 8)."}),
+        "height": ("INT", {"default": height, "min": 64, "max": MAX_RESOLUTION, "step": 8,
+                           "tooltip": "Video height in pixels (multiple of 8)."}),
+    }
+
+
+class I2VGenXLSemanticEncode:
+    """CLIP image embedding of the conditioning image, preprocessed exactly like the original."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clip_vision": ("CLIP_VISION", {"tooltip": "OpenCLIP ViT-H/14 image encoder (CLIP Vision Loader), "
+                                                           "e.g. the hub's image_encoder or CLIP-ViT-H-14."}),
+                "image": ("IMAGE", {"tooltip": "The conditioning image (one image)."}),
+            },
+            "optional": {
+                "square_size": ("INT", {"default": pre.I2VGEN_CLIP_SQUARE, "min": 224, "max": MAX_RESOLUTION,
+                                        "step": 8,
+                                        "tooltip": "Side of the square the image is box-resized and centre-cropped "
+                                                   "to before the 224px bilinear resize. The originals use the video "
+                                                   "width: 1280 for I2VGen-XL, 448 for MS-Image2Video."}),
+            },
+        }
+
+    RETURN_TYPES = ("CLIP_VISION_OUTPUT",)
+    OUTPUT_TOOLTIPS = ("CLIP vision output; its image_embeds is the projected 1024-d embedding the UNet uses.",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY_CONDITIONING
+    DESCRIPTION = ("Encodes the conditioning image with CLIP the way I2VGen-XL was trained: box-filter resize to "
+                   "cover a square, centre crop, bilinear resize to 224, CLIP normalisation. Use this instead of "
+                   "'CLIP Vision Encode', whose bicubic shortest-side crop differs from the training pipeline.")
+
+    def encode(self, clip_vision, image, square_size: int = pre.I2VGEN_CLIP_SQUARE):
+        img = single_image(image, "I2VGen-XL Semantic Encode")
+        size = int(getattr(clip_vision, "image_size", pre.CLIP_IMAGE_SIZE))
+        pixels = pre.clip_image_input(img, square_size=int(square_size), size=size, quantize=True)
+        out = clip_vision.encode_image(pixels)  # already size x size: ComfyUI only normalises
+        embeds = out["image_embeds"]
+        if embeds.ndim != 2 or embeds.shape[-1] != IMAGE_EMBED_DIM:
+            raise ValueError(f"I2VGen-XL Semantic Encode: this CLIP vision model gives image embeddings of shape "
+                             f"{tuple(embeds.shape)}, but I2VGen-XL needs the 1024-d projected embedding of OpenCLIP "
+                             f"ViT-H/14 (the hub's image_encoder, 'CLIP-ViT-H-14'). Load that in CLIP Vision Loader.")
+        return (out,)
+
+
+class I2VGenXLDetailEncode:
+    """VAE latent of the conditioning image (the UNet's image-latent branch)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae": ("VAE", {"tooltip": "The SD2.1 VAE (the hub's vae folder file or the SD2.1 checkpoint's)."}),
+                "image": ("IMAGE", {"tooltip": "The conditioning image (one image)."}),
+                **_size_inputs(1280, 704),
+            },
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("Raw VAE latent [1, 4, height/8, width/8] of the box-resized, centre-cropped image.",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY_CONDITIONING
+    DESCRIPTION = ("Box-filter resizes the image to cover width x height, centre-crops it (the original "
+                   "CenterCropWide) and VAE-encodes it. Connect to I2VGen-XL Conditioning as image_latent; width "
+                   "and height must equal the video size. (ComfyUI's VAE uses the posterior mean; the original "
+                   "sampled it.)")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, width=None, height=None):
+        return size_error(width, height) or True
+
+    def encode(self, vae, image, width: int, height: int):
+        err = size_error(width, height)
+        if err:
+            raise ValueError(f"I2VGen-XL Detail Encode: {err}")
+        img = single_image(image, "I2VGen-XL Detail Encode")
+        pixels = pre.cover_resize_box(img, int(width), int(height), quantize=True)
+        latent = vae.encode(pixels)
+        if latent.ndim != 4 or latent.shape[1] != 4:
+            raise ValueError(f"I2VGen-XL Detail Encode: the VAE returned a latent of shape {tuple(latent.shape)}; "
+                             f"I2VGen-XL needs the 4-channel SD2.1 image VAE")
+        return ({"samples": latent.to(intermediate_device())},)
+
+
+def _zero_conditioning() -> list:
+    return [[torch.zeros(1, TEXT_TOKENS, TEXT_DIM), {"pooled_output": torch.zeros(1, TEXT_DIM)}]]
+
+
+def _set_values(conditioning: list, values: dict) -> list:
+    """node_helpers.conditioning_set_values, with a local fallback outside ComfyUI."""
+    try:
+        import node_helpers
+        return node_helpers.conditioning_set_values(conditioning, values)
+    except ImportError:
+        return [[t[0], {**t[1], **values}] for t in conditioning]
+
+
+class I2VGenXLConditioning:
+    """Attaches image embedding, image latent and fps to the text conditioning; makes the empty video latent."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                **_size_inputs(1280, 704),
+                "length": ("INT", {"default": 16, "min": 1, "max": 1024, "step": 1,
+                                   "tooltip": "Number of frames (16 for I2VGen-XL, 32 for MS-Image2Video)."}),
+                "fps": ("INT", {"default": 16, "min": 1, "max": 120, "step": 1,
+                                "tooltip": "Frame-rate condition (motion speed), not the file's fps: 16 for "
+                                           "I2VGen-XL, 8 for MS-Image2Video. Ignored by MS-Vid2Vid-XL."}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 64,
+                                       "tooltip": "Videos generated at once from the same conditioning."}),
+            },
+            "optional": {
+                "positive": ("CONDITIONING", {"tooltip": "Text prompt (CLIP Text Encode with the SD2 / OpenCLIP-H "
+                                                         "text encoder). Leave empty for MS-Image2Video."}),
+                "negative": ("CONDITIONING", {"tooltip": "Negative prompt. Empty: a zero text embedding."}),
+                "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "From I2VGen-XL Semantic Encode. The "
+                                                                         "negative side gets a zero embedding, as "
+                                                                         "in the original."}),
+                "image_latent": ("LATENT", {"tooltip": "From I2VGen-XL Detail Encode (same width/height). Needed by "
+                                                       "I2VGen-XL; MS-Image2Video does not use it."}),
+            },
+        }
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    OUTPUT_TOOLTIPS = ("Positive conditioning with the image conditions attached.",
+                       "Negative conditioning (zero image embedding, same image latent).",
+                       "Empty video latent [batch, 4, length, height/8, width/8] to sample into.")
+    FUNCTION = "condition"
+    CATEGORY = CATEGORY_CONDITIONING
+    DESCRIPTION = ("Combines text, CLIP image embedding, image latent and fps into I2VGen-XL conditioning for "
+                   "the I2VGen-XL sampler (or KSampler) and creates the empty video latent.")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, width=None, height=None):
+        return size_error(width, height) or True
+
+    def condition(self, width: int, height: int, length: int, fps: int, batch_size: int, positive=None,
+                  negative=None, clip_vision_output=None, image_latent=None):
+        err = size_error(width, height)
+        if err:
+            raise ValueError(f"I2VGen-XL Conditioning: {err}")
+        if length < 1:
+            raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
+        h, w = height // 8, width // 8
+        pos_values: dict = {KEY_FPS: int(fps)}
+        neg_values: dict = {KEY_FPS: int(fps)}
+        if clip_vision_output is not None:
+            emb = clip_vision_output["image_embeds"]
+            if emb.ndim == 3:
+                emb = emb[:, 0]
+            if emb.ndim != 2 or emb.shape[-1] != IMAGE_EMBED_DIM:
+                raise ValueError(f"I2VGen-XL Conditioning: clip_vision_output has image_embeds of shape "
+                                 f"{tuple(emb.shape)}; expected [1, 1024] from OpenCLIP ViT-H/14 (use I2VGen-XL "
+                                 f"Semantic Encode with the ViT-H image encoder)")
+            emb = emb[:1].float().cpu()
+            pos_values[KEY_EMBEDDING] = emb
+            neg_values[KEY_EMBEDDING] = torch.zeros_like(emb)
+        if image_latent is not None:
+            lat = image_latent["samples"]
+            if lat.ndim == 5:
+                lat = lat[:, :, 0]
+            if lat.ndim != 4 or lat.shape[1] != 4:
+                raise ValueError(f"I2VGen-XL Conditioning: image_latent has shape {tuple(lat.shape)}; expected the "
+                                 f"[1, 4, h, w] output of I2VGen-XL Detail Encode")
+            if tuple(lat.shape[-2:]) != (h, w):
+                raise ValueError(f"I2VGen-XL Conditioning: image_latent is {lat.shape[-1] * 8}x{lat.shape[-2] * 8}px "
+                                 f"but the video is {width}x{height}px; set the same width and height on I2VGen-XL "
+                                 f"Detail Encode")
+            lat = lat[:1].float().cpu()
+            pos_values[KEY_LATENT] = lat
+            neg_values[KEY_LATENT] = lat
+        positive = _set_values(positive if positive is not None else _zero_conditioning(), pos_values)
+        negative = _set_values(negative if negative is not None else _zero_conditioning(), neg_values)
+        latent = torch.zeros(batch_size, 4, length, h, w, device=intermediate_device())
+        return (positive, negative, {"samples": latent})
+
+
+class I2VGenXLVideoEncode:
+    """VAE-encodes video frames (to refine an existing video with MS-Vid2Vid-XL)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae": ("VAE", {"tooltip": "The SD2.1 VAE."}),
+                "images": ("IMAGE", {"tooltip": "The video frames (e.g. from Get Video Components)."}),
+                **_size_inputs(1280, 720),
+            },
+            "optional": {
+                "crop": (["disabled", "center"], {"default": "disabled",
+                                                  "tooltip": "disabled: stretch to width x height like the "
+                                                             "original refiner; center: crop to the aspect ratio "
+                                                             "first."}),
+                "frames_per_batch": ("INT", {"default": 4, "min": 1, "max": 256,
+                                             "tooltip": "Frames encoded at once (lower = less memory)."}),
+            },
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("Video latent [1, 4, frames, height/8, width/8].",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY_CONDITIONING
+    DESCRIPTION = ("Bilinear-resizes the frames to width x height in pixel space (as MS-Vid2Vid-XL's pipeline) "
+                   "and VAE-encodes them a few frames at a time. Feed the result to I2VGen-XL Refine Sampler. "
+                   "For MS-Vid2Vid-XL use 1280x720 (height must give a latent height = 2 mod 8).")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, width=None, height=None):
+        return size_error(width, height) or True
+
+    def encode(self, vae, images, width: int, height: int, crop: str = "disabled", frames_per_batch: int = 4):
+        err = size_error(width, height)
+        if err:
+            raise ValueError(f"I2VGen-XL Video Encode: {err}")
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < 1:
+            raise ValueError("I2VGen-XL Video Encode: expected IMAGE frames [frames, height, width, channels]")
+        frames = images[..., :3]
+        n = frames.shape[0]
+        progress = Progress(-(-n // max(1, frames_per_batch)))
+        device = intermediate_device()
+        out = []
+        for start, stop in chunks(n, frames_per_batch):
+            check_interrupt()
+            piece = pre.resize_video_bilinear(frames[start:stop].float(), int(width), int(height),
+                                              crop=(crop == "center"))
+            out.append(vae.encode(piece).to(device))
+            progress.step()
+        latent = torch.cat(out, dim=0)  # [F, 4, h, w]
+        return ({"samples": latent.movedim(0, 1).unsqueeze(0).contiguous()},)
+
+
+NODE_CLASS_MAPPINGS = {
+    "I2VGenXLSemanticEncode": I2VGenXLSemanticEncode,
+    "I2VGenXLDetailEncode": I2VGenXLDetailEncode,
+    "I2VGenXLConditioning": I2VGenXLConditioning,
+    "I2VGenXLVideoEncode": I2VGenXLVideoEncode,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "I2VGenXLSemanticEncode": "I2VGen-XL Semantic Encode (CLIP image)",
+    "I2VGenXLDetailEncode": "I2VGen-XL Detail Encode (VAE image)",
+    "I2VGenXLConditioning": "I2VGen-XL Conditioning",
+    "I2VGenXLVideoEncode": "I2VGen-XL Video Encode",
+}

@@ -1,0 +1,19 @@
+"""ComfyUI adapters of the I2VGen-XL package; merged node mappings of every node module.
+
+Only ever imported relatively (``from .nodes import ...`` in the package root): ComfyUI has a top-level ``nodes``
+module of its own.
+"""
+
+from __future__ import annotations
+
+from . import encode, latent, loader, sampling, video
+
+_MODULES = (loader, encode, latent, sampling, video)
+
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+for _module in _MODULES:
+    NODE_CLASS_MAPPINGS.update(getattr(_module, "NODE_CLASS_MAPPINGS", {}))
+    NODE_DISPLAY_NAME_MAPPINGS.update(getattr(_module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,0 +1,188 @@
+"""I2VGenXLModelLoader: any I2VGen-XL-family UNet checkpoint to a native ComfyUI MODEL."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import torch
+
+import comfy.model_management
+import comfy.model_patcher
+import comfy.ops
+import folder_paths
+
+from ..i2vgen_core import CheckpointError, load_unet
+from ..i2vgen_core.attention import BACKENDS
+from .comfy_model import VARIANT_NAMES, I2VGenXLModel
+
+log = logging.getLogger(__name__)
+
+#: Model folder registered by this package (ComfyUI/models/i2vgen); "diffusion_models" is listed as well.
+I2VGEN_FOLDER = "i2vgen"
+SEARCH_FOLDERS = (I2VGEN_FOLDER, "diffusion_models")
+
+WEIGHT_DTYPES = {
+    "auto": None,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "fp32": torch.float32,
+    "fp8_e4m3fn": torch.float8_e4m3fn,
+    "fp8_e5m2": torch.float8_e5m2,
+}
+
+#: Parameter count of the full-size family members (used by ComfyUI's dtype heuristics when a file can't be peeked).
+FULL_SIZE_PARAMS = 1_420_469_224
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+
+
+def register_model_folder() -> None:
+    """Add ComfyUI/models/i2vgen as the "i2vgen" model folder (extra_model_paths.yaml may add more paths)."""
+    path = os.path.join(folder_paths.models_dir, I2VGEN_FOLDER)
+    if I2VGEN_FOLDER in folder_paths.folder_names_and_paths:
+        paths, exts = folder_paths.folder_names_and_paths[I2VGEN_FOLDER]
+        if path not in paths:
+            paths.append(path)
+        if isinstance(exts, set):
+            exts.update(folder_paths.supported_pt_extensions)
+    else:
+        folder_paths.folder_names_and_paths[I2VGEN_FOLDER] = ([path], set(folder_paths.supported_pt_extensions))
+
+
+def list_unet_files() -> list[str]:
+    """File names offered by the loader: the i2vgen folder first, then diffusion_models, without duplicates."""
+    names: list[str] = []
+    for folder in SEARCH_FOLDERS:
+        try:
+            for name in folder_paths.get_filename_list(folder):
+                if name not in names:
+                    names.append(name)
+        except KeyError:
+            continue
+    return names
+
+
+def resolve_unet_path(name: str) -> str:
+    """Full path of a listed file, looked up in the i2vgen folder first."""
+    for folder in SEARCH_FOLDERS:
+        try:
+            path = folder_paths.get_full_path(folder, name)
+        except KeyError:
+            path = None
+        if path is not None:
+            return path
+    raise FileNotFoundError(f"'{name}' was not found in ComfyUI/models/{I2VGEN_FOLDER} or "
+                            f"ComfyUI/models/diffusion_models; put the UNet checkpoint there and refresh the page.")
+
+
+def peek_checkpoint(path: str) -> tuple[int, torch.dtype | None]:
+    """(parameter count, dominant float dtype) of a safetensors file from its header; a full-size guess otherwise."""
+    if not path.endswith((".safetensors", ".sft")):
+        return FULL_SIZE_PARAMS, None
+    try:
+        from safetensors import safe_open
+
+        counts: dict[str, int] = {}
+        params = 0
+        with safe_open(path, framework="pt") as f:
+            for key in f.keys():
+                sl = f.get_slice(key)
+                n = math.prod(sl.get_shape())
+                params += n
+                counts[sl.get_dtype()] = counts.get(sl.get_dtype(), 0) + n
+        dominant = max(counts, key=counts.get) if counts else None
+        return params or FULL_SIZE_PARAMS, _SAFETENSORS_DTYPES.get(dominant)
+    except Exception:  # unreadable header: the core loader reports the real problem
+        return FULL_SIZE_PARAMS, None
+
+
+def pick_dtypes(weight_dtype: str, params: int, file_dtype: torch.dtype | None,
+                load_device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
+    """(storage dtype, manual-cast compute dtype or None) with ComfyUI's own rules for "auto"."""
+    supported = [torch.float16, torch.bfloat16, torch.float32]
+    if weight_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weight_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weight_dtype!r}")
+    dtype = WEIGHT_DTYPES[weight_dtype]
+    if dtype is None:
+        dtype = comfy.model_management.unet_dtype(device=load_device, model_params=params,
+                                                  supported_dtypes=supported, weight_dtype=file_dtype)
+    # fp8 (and fp16/bf16 where the device can't compute in them) is stored as is and computed in what it can
+    return dtype, comfy.model_management.unet_manual_cast(dtype, load_device, supported)
+
+
+class I2VGenXLModelLoader:
+    """Load an I2VGen-XL, MS-Image2Video or MS-Vid2Vid-XL UNet as a native ComfyUI MODEL."""
+
+    DESCRIPTION = ("Loads an I2VGen-XL family UNet (I2VGen-XL, the MS-Image2Video cascade base or the MS-Vid2Vid-XL "
+                   "refiner) from ComfyUI/models/i2vgen or models/diffusion_models. diffusers, VGen and ModelScope "
+                   "files (.safetensors, or .pth read safely) are recognised from their tensor names. The MODEL works "
+                   "with the I2VGen-XL samplers and with ComfyUI's KSampler, LoRA and memory management.")
+    CATEGORY = "I2VGen-XL/loaders"
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The UNet with its noise schedule (v-prediction) and latent format, ready for the samplers.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "unet_name": (list_unet_files(), {
+                    "tooltip": "UNet checkpoint from ComfyUI/models/i2vgen or models/diffusion_models: "
+                               "i2vgen-xl unet/diffusion_pytorch_model(.fp16).safetensors, i2vgen_xl_00854500.pth, "
+                               "base_03_alldata_fps_v_80g_0789000.pth (MS-Image2Video) or non_ema_0035000.pth "
+                               "(MS-Vid2Vid-XL). The variant is detected from the file."}),
+                "weight_dtype": (list(WEIGHT_DTYPES), {
+                    "default": "auto",
+                    "tooltip": "Precision the weights are kept in. auto = ComfyUI's choice for your device (fp16 or "
+                               "bf16 on most GPUs, fp32 on CPU). fp8 halves the memory of fp16 and computes in "
+                               "fp16/bf16, with a small quality cost."}),
+                "attention": (list(BACKENDS), {
+                    "default": "auto",
+                    "tooltip": "Attention implementation. auto/sdpa = PyTorch scaled-dot-product attention (flash or "
+                               "memory-efficient kernels on GPU); xformers needs the xformers package and a CUDA GPU; "
+                               "chunked uses the least memory and is the slowest."}),
+            }
+        }
+
+    def load(self, unet_name: str, weight_dtype: str = "auto", attention: str = "auto"):
+        path = resolve_unet_path(unet_name)
+        load_device = comfy.model_management.get_torch_device()
+        offload_device = comfy.model_management.unet_offload_device()
+        params, file_dtype = peek_checkpoint(path)
+        dtype, manual_cast = pick_dtypes(weight_dtype, params, file_dtype, load_device)
+        # built from ComfyUI's own layer classes, like its native models (casting, low-VRAM loading, LoRA)
+        operations = comfy.ops.pick_operations(dtype, manual_cast, load_device=load_device)
+        try:
+            unet = load_unet(path, dtype=dtype, device=offload_device, attention="auto", ops=operations,
+                             compute_dtype=manual_cast)
+        except CheckpointError as err:
+            raise ValueError(f"{unet_name}: {err}") from None
+        self._set_attention(unet, attention, load_device, unet_name)
+        model = I2VGenXLModel(unet, weight_dtype=dtype, manual_cast_dtype=manual_cast, device=offload_device)
+        log.info("I2VGen-XL: loaded %s as %s, weights %s, compute %s, attention %s", unet_name,
+                 VARIANT_NAMES.get(model.i2vgen_variant, model.i2vgen_variant), dtype, manual_cast or dtype,
+                 attention)
+        return (comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device),)
+
+    @staticmethod
+    def _set_attention(unet, attention: str, load_device: torch.device, unet_name: str) -> None:
+        """Select the attention backend for the device the model will run on (checked there, not on the CPU copy)."""
+        from ..i2vgen_core.attention import resolve_backend
+
+        try:
+            backend = resolve_backend(attention, load_device)
+        except ValueError as err:
+            raise ValueError(f"{unet_name}: {err}") from None
+        for module in unet.modules():
+            if hasattr(module, "backend"):
+                module.backend = backend
+
+
+NODE_CLASS_MAPPINGS = {"I2VGenXLModelLoader": I2VGenXLModelLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"I2VGenXLModelLoader": "I2VGen-XL Model Loader"}
+
+register_model_folder()

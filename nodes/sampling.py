@@ -1,0 +1,295 @@
+"""I2VGenXLSampler (base stage) and I2VGenXLRefineSampler (SDEdit refinement), built on ComfyUI's own samplers.
+
+Both run ``comfy.sample`` with ComfyUI's sampler and scheduler lists, so latent previews, the progress bar,
+interruption, model patches and memory management behave exactly as with KSampler. What they add is the cascade
+knowledge: defaults from the papers, input checks with messages a user can act on, and for the refiner the SDEdit
+start point and the original guidance rescale.
+
+Scheduler notes:
+
+* Base: ``ddim`` + ``ddim_uniform`` with 50 steps visits timesteps 981, 961, ..., 1 and then steps to a clean
+  sample, i.e. DDIM with "leading" spacing and offset 1, eta 0, exactly as VGen / diffusers / ModelScope sampled
+  (the last step goes to alpha_cumprod = 1 like diffusers; VGen used alpha_cumprod[0] = 0.99996 there).
+* Refine: the chosen scheduler is spread over timesteps 0..t_start only (t_start = round(strength * 1000) - 1,
+  599 for 0.6), so ``simple`` reproduces the original "trailing" discretisation that starts exactly at t_start.
+  As in the original MS-Vid2Vid-XL sampler, DPM-Solver++(2M) SDE (and ComfyUI's dpm_2 / uni_pc family) discretise
+  steps + 1 levels and drop the smallest non-zero one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from ..i2vgen_core.sampling import strength_to_timestep
+from ..i2vgen_core.unet import check_latent_size
+from .comfy_model import VARIANT_NAMES, conditioning_problem
+
+#: Samplers whose sigma list drops the penultimate level (ComfyUI's set plus the MS-Vid2Vid-XL solver).
+DISCARD_PENULTIMATE = set(comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS) | {
+    "dpmpp_2m_sde", "dpmpp_2m_sde_gpu"}
+
+
+# ----------------------------------------------------------------------------------------------- validation
+def model_variant(model) -> str:
+    """The family member inside a MODEL, or a ValueError for MODELs that did not come from our loader."""
+    variant = getattr(getattr(model, "model", None), "i2vgen_variant", None)
+    if variant is None:
+        raise ValueError("This sampler needs a MODEL from the I2VGen-XL Model Loader (I2VGenXLModelLoader); for "
+                         "other models use ComfyUI's KSampler.")
+    return variant
+
+
+def video_latent(latent: dict, what: str = "latent_image") -> torch.Tensor:
+    """The [B, 4, F, h, w] samples of a LATENT, or a ValueError that says what is expected."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor):
+        raise ValueError(f"{what} is not a LATENT with 'samples'; connect a video LATENT.")
+    if samples.ndim != 5 or samples.shape[1] != 4:
+        raise ValueError(f"{what} must be a video latent [batch, 4, frames, height/8, width/8] (from "
+                         f"I2VGenXLConditioning, I2VGenXLVideoEncode or I2VGenXLLatentUpscale); got shape "
+                         f"{list(samples.shape)}" + (" (an image latent)" if samples.ndim == 4 else "") + ".")
+    if samples.shape[0] < 1 or samples.shape[2] < 1:
+        raise ValueError(f"{what} has {samples.shape[0]} videos of {samples.shape[2]} frames; it needs at least one "
+                         f"video of at least one frame.")
+    return samples
+
+
+def check_size(model, samples: torch.Tensor, variant: str) -> None:
+    """Reject latent sizes the network cannot take, with the size that would work."""
+    h, w = samples.shape[-2:]
+    try:
+        check_latent_size(model.model.diffusion_model.config, h, w)
+    except ValueError as err:
+        hint = (" Resize the video with I2VGenXLLatentUpscale (e.g. 1280x720) before refining."
+                if variant == "ms_vid2vid_xl" else "")
+        raise ValueError(f"{str(err).rstrip('.')}.{hint}") from None
+
+
+def check_conditioning(model, conditioning, which: str, variant: str, samples: torch.Tensor) -> None:
+    """Make sure each entry carries what the variant needs, before any sampling work starts."""
+    if not isinstance(conditioning, list) or len(conditioning) == 0:
+        raise ValueError(f"{which} is empty; connect a CONDITIONING.")
+    cfg = model.model.diffusion_model.config
+    name = VARIANT_NAMES.get(variant, variant)
+    for text, values in conditioning:
+        problem = conditioning_problem(cfg, name, which, text, values, tuple(samples.shape[-2:]))
+        if problem:
+            raise ValueError(problem)
+
+
+# ----------------------------------------------------------------------------------------------- sampling
+class _ScheduleUpTo:
+    """A model-sampling view that ends at timestep ``t_max``, so ComfyUI's schedulers spread steps over 0..t_max."""
+
+    def __init__(self, model_sampling, t_max: int):
+        self._full = model_sampling
+        self.sigmas = model_sampling.sigmas[: t_max + 1]
+        self.log_sigmas = self.sigmas.log()
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        return self._full.timestep(sigma)
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        return self._full.sigma(timestep)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        return self._full.percent_to_sigma(percent)
+
+
+def refine_sigmas(model, scheduler: str, steps: int, strength: float, sampler_name: str) -> torch.Tensor:
+    """Descending sigmas from the SDEdit start (t = round(strength * 1000) - 1) down to 0."""
+    model_sampling = model.get_model_object("model_sampling")
+    t_start = min(strength_to_timestep(strength, len(model_sampling.sigmas)), len(model_sampling.sigmas) - 1)
+    discard = sampler_name in DISCARD_PENULTIMATE
+    sigmas = comfy.samplers.calculate_sigmas(_ScheduleUpTo(model_sampling, t_start), scheduler,
+                                             steps + (1 if discard else 0)).float()
+    if discard and len(sigmas) > 2:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas
+
+
+def velocity_from_denoised(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
+    """Invert ComfyUI's v-prediction ``denoised = x / (s^2 + 1) - v s / sqrt(s^2 + 1)`` (x is the VE sample)."""
+    k = sigma * sigma + 1.0
+    return (x / k - denoised) * k.sqrt() / sigma
+
+
+def guidance_rescale_post_cfg(rescale: float):
+    """Post-CFG function: scale the guided v-prediction towards the std of the conditional one (MS-Vid2Vid-XL).
+
+    Original formula on the model output: ``out = u + s (c - u); out *= r std(c) / std(out) + (1 - r)``, std over
+    every non-batch dimension. ComfyUI hands us denoised samples; v is recovered exactly and converted back.
+    """
+
+    def post_cfg(args: dict) -> torch.Tensor:
+        denoised = args["denoised"]
+        cond_denoised = args.get("cond_denoised")
+        if args.get("uncond_denoised") is None or cond_denoised is None:
+            return denoised
+        x = args["input"]
+        sigma = args["sigma"].to(x.dtype)
+        sigma = sigma.view(sigma.shape[:1] + (1,) * (x.ndim - 1))
+        v_out = velocity_from_denoised(x, sigma, denoised).float()
+        v_cond = velocity_from_denoised(x, sigma, cond_denoised).float()
+        ratio = v_cond.flatten(1).std(dim=1) / (v_out.flatten(1).std(dim=1) + 1e-12)
+        v_out = v_out * (rescale * ratio.view((-1,) + (1,) * (x.ndim - 1)) + (1.0 - rescale))
+        k = sigma * sigma + 1.0
+        return (x / k - v_out.to(x.dtype) * sigma / k.sqrt()).to(denoised.dtype)
+
+    return post_cfg
+
+
+def run_sampler(model, latent: dict, seed: int, cfg: float, sampler_name: str, positive, negative,
+                sigmas: torch.Tensor | None = None, steps: int | None = None, scheduler: str | None = None) -> dict:
+    """Shared tail of both nodes: noise from the seed, previews + progress per step, ComfyUI sampling."""
+    samples = latent["samples"]
+    noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+    noise_mask = latent.get("noise_mask")
+    disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
+    if sigmas is None:
+        callback = latent_preview.prepare_callback(model, steps)
+        out = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, samples,
+                                  denoise=1.0, noise_mask=noise_mask, callback=callback, disable_pbar=disable_pbar,
+                                  seed=seed)
+    else:
+        callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
+        sampler = comfy.samplers.sampler_object(sampler_name)
+        out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, samples,
+                                         noise_mask=noise_mask, callback=callback, disable_pbar=disable_pbar,
+                                         seed=seed)
+    result = latent.copy()
+    result["samples"] = out
+    return result
+
+
+def _common_inputs(steps: int, cfg: float, cfg_tip: str, sampler: str, scheduler: str, sched_tip: str) -> dict:
+    return {
+        "model": ("MODEL", {"tooltip": "The I2VGen-XL family UNet from I2VGen-XL Model Loader."}),
+        "positive": ("CONDITIONING", {"tooltip": "Positive conditioning from I2VGenXLConditioning (text, CLIP image "
+                                                 "embedding, image latent and fps, as the model needs)."}),
+        "negative": ("CONDITIONING", {"tooltip": "Negative conditioning from I2VGenXLConditioning (its CLIP image "
+                                                 "embedding is zero, as in the original unconditional branch)."}),
+        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                         "tooltip": "Random seed of the starting noise."}),
+        "steps": ("INT", {"default": steps, "min": 1, "max": 1000,
+                          "tooltip": "Number of denoising steps (model evaluations per step depend on the sampler)."}),
+        "cfg": ("FLOAT", {"default": cfg, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": cfg_tip}),
+        "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {
+            "default": sampler, "tooltip": "ComfyUI sampling algorithm; 'ddim' is deterministic DDIM (eta 0)."}),
+        "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": scheduler, "tooltip": sched_tip}),
+    }
+
+
+class I2VGenXLSampler:
+    """Base-stage sampler: generates a video latent from noise with I2VGen-XL or MS-Image2Video."""
+
+    DESCRIPTION = ("Generates a video latent from noise with I2VGen-XL or the MS-Image2Video cascade base, using "
+                   "ComfyUI's samplers (previews, progress and cancel included). Defaults reproduce the original "
+                   "sampling: DDIM, 50 steps, timesteps 981..1 (ddim + ddim_uniform), cfg 9 for I2VGen-XL (use 3 for "
+                   "MS-Image2Video). For the MS-Vid2Vid-XL refiner use I2VGen-XL Refine Sampler.")
+    CATEGORY = "I2VGen-XL/sampling"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The denoised video latent [batch, 4, frames, height/8, width/8]; decode it with "
+                       "I2VGenXLVideoDecode or refine it.",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inputs = _common_inputs(
+            50, 9.0,
+            "Classifier-free guidance scale. 9.0 for I2VGen-XL (the paper's value); 3.0 is recommended for "
+            "MS-Image2Video.", "ddim", "ddim_uniform",
+            "How the steps are spread over the noise levels; ddim_uniform = the original DDIM 'leading' timesteps "
+            "(981, 961, ..., 1 for 50 steps).")
+        inputs["latent_image"] = ("LATENT", {"tooltip": "Empty video latent from I2VGenXLConditioning; its size "
+                                                        "sets width, height, frames and batch."})
+        order = ["model", "positive", "negative", "latent_image", "seed", "steps", "cfg", "sampler_name", "scheduler"]
+        return {"required": {k: inputs[k] for k in order}}
+
+    def sample(self, model, positive, negative, latent_image, seed: int, steps: int = 50, cfg: float = 9.0,
+               sampler_name: str = "ddim", scheduler: str = "ddim_uniform"):
+        variant = model_variant(model)
+        if variant == "ms_vid2vid_xl":
+            raise ValueError("This MODEL is MS-Vid2Vid-XL, the cascade's refinement stage: it does not generate from "
+                             "noise. Use it in I2VGen-XL Refine Sampler (I2VGenXLRefineSampler) on the output of the "
+                             "base stage.")
+        samples = video_latent(latent_image)
+        check_size(model, samples, variant)
+        check_conditioning(model, positive, "positive", variant, samples)
+        check_conditioning(model, negative, "negative", variant, samples)
+        return (run_sampler(model, latent_image, seed, cfg, sampler_name, positive, negative, steps=steps,
+                            scheduler=scheduler),)
+
+
+class I2VGenXLRefineSampler:
+    """SDEdit refinement: noise an existing video latent to `strength` and denoise it (MS-Vid2Vid-XL stage)."""
+
+    DESCRIPTION = ("Refines a video latent the way the I2VGen-XL cascade's second stage did: the latent is noised to "
+                   "timestep round(strength*1000)-1 (599 for 0.6) and denoised back to 0 with guidance rescale. "
+                   "Works with MS-Vid2Vid-XL (text-only, 1280x720) and with I2VGen-XL itself. Defaults are the "
+                   "original's: dpmpp_2m_sde, 30 steps, cfg 7.5, rescale 0.2.")
+    CATEGORY = "I2VGen-XL/sampling"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The refined video latent, same size as the input.",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inputs = _common_inputs(
+            30, 7.5, "Classifier-free guidance scale (7.5 in the original refiner).", "dpmpp_2m_sde", "simple",
+            "How the steps are spread over timesteps 0..t_start; 'simple' starts exactly at t_start with even "
+            "('trailing') spacing like the original.")
+        inputs["latent_image"] = ("LATENT", {"tooltip": "Video latent to refine: the base stage's output, upscaled "
+                                                        "with I2VGenXLLatentUpscale, or I2VGenXLVideoEncode's."})
+        inputs["strength"] = ("FLOAT", {"default": 0.6, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
+                                        "How much of the input is re-imagined: noise is added up to timestep "
+                                        "round(strength*1000)-1. 0.6 (t=599) is the original; lower keeps more."})
+        inputs["guidance_rescale"] = ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                                                "Pulls the guided prediction's std towards the conditional one's to "
+                                                "avoid over-saturation at high cfg (0.2 in the original; 0 = off)."})
+        order = ["model", "positive", "negative", "latent_image", "seed", "strength", "steps", "cfg",
+                 "guidance_rescale", "sampler_name", "scheduler"]
+        return {"required": {k: inputs[k] for k in order}}
+
+    def sample(self, model, positive, negative, latent_image, seed: int, strength: float = 0.6, steps: int = 30,
+               cfg: float = 7.5, guidance_rescale: float = 0.2, sampler_name: str = "dpmpp_2m_sde",
+               scheduler: str = "simple"):
+        variant = model_variant(model)
+        samples = video_latent(latent_image)
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}.")
+        if not 0.0 <= guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale must be between 0 and 1, got {guidance_rescale}.")
+        check_size(model, samples, variant)
+        check_conditioning(model, positive, "positive", variant, samples)
+        check_conditioning(model, negative, "negative", variant, samples)
+        if guidance_rescale > 0.0 and abs(cfg - 1.0) > 1e-6:
+            model = model.clone()
+            model.set_model_sampler_post_cfg_function(guidance_rescale_post_cfg(guidance_rescale))
+        sigmas = refine_sigmas(model, scheduler, steps, strength, sampler_name)
+        return (run_sampler(model, latent_image, seed, cfg, sampler_name, positive, negative, sigmas=sigmas),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "I2VGenXLSampler": I2VGenXLSampler,
+    "I2VGenXLRefineSampler": I2VGenXLRefineSampler,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "I2VGenXLSampler": "I2VGen-XL Sampler",
+    "I2VGenXLRefineSampler": "I2VGen-XL Refine Sampler",
+}

@@ -1,0 +1,331 @@
+"""Numerical checks of the ComfyUI integration, run inside ComfyUI's own Python (no server).
+
+Usage: COMFYUI_PYTHON inprocess_checks.py COMFYUI_PATH REPO DEMO_DIR  -> one JSON object per check on stdout.
+The package is imported the way ComfyUI imports custom nodes (by file location, as a package), so relative imports
+and ComfyUI's top-level ``nodes`` module behave as in the server. Tiny random UNets only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import traceback
+
+CHECKS = []
+DEMO_DIR = ""  # demo weights folder (argv[3]), ComfyUI models layout
+
+
+def check(fn):
+    CHECKS.append(fn)
+    return fn
+
+
+def setup(comfy_root: str, repo: str):
+    sys.path.insert(0, comfy_root)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management  # noqa: F401  (device selection reads the args)
+
+    spec = importlib.util.spec_from_file_location("i2vgen_pkg", f"{repo}/__init__.py",
+                                                  submodule_search_locations=[repo])
+    pkg = importlib.util.module_from_spec(spec)
+    sys.modules["i2vgen_pkg"] = pkg
+    spec.loader.exec_module(pkg)
+    return pkg
+
+
+def tiny_patcher(variant: str, weight_dtype=None, manual_cast=None, seed: int = 0):
+    import torch
+    import comfy.model_patcher
+    from i2vgen_pkg.i2vgen_core.demo_weights import demo_unet
+    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel
+
+    unet = demo_unet(variant, seed)
+    if weight_dtype is not None:
+        unet = unet.to(weight_dtype)
+    model = I2VGenXLModel(unet, weight_dtype=weight_dtype or torch.float32, manual_cast_dtype=manual_cast)
+    return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+
+
+def conds(h: int, w: int, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    lat = torch.randn(1, 4, h, w, generator=g)
+    emb = torch.randn(1, 1024, generator=g)
+    pos = [[torch.randn(1, 77, 1024, generator=g), {"i2vgen_image_embedding": emb, "i2vgen_image_latent": lat,
+                                                    "i2vgen_fps": 16}]]
+    neg = [[torch.randn(1, 77, 1024, generator=g), {"i2vgen_image_embedding": torch.zeros_like(emb),
+                                                    "i2vgen_image_latent": lat, "i2vgen_fps": 16}]]
+    return pos, neg
+
+
+@check
+def schedules_match_comfyui_equivalents():
+    """Our sigma tables equal ComfyUI's own cosine+zsnr (I2VGen-XL) and linear (MS-Image2Video) constructions."""
+    import torch
+    import comfy.model_sampling
+    from i2vgen_pkg.nodes.comfy_model import I2VGenModelSampling, make_model_config
+
+    out = {}
+    for variant in ("i2vgen_xl", "ms_image2video"):
+        ours = I2VGenModelSampling(variant).sigmas
+
+        class MS(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.V_PREDICTION):
+            pass
+
+        theirs = MS(make_model_config(variant)).sigmas
+        rel = ((ours - theirs).abs() / theirs).max().item()
+        out[variant] = rel
+        assert rel < 2e-3, f"{variant}: max relative sigma difference {rel}"
+    vid = I2VGenModelSampling("ms_vid2vid_xl")
+    alpha_599 = float(1.0 / math.sqrt(1.0 + float(vid.sigmas[599]) ** 2))
+    assert abs(alpha_599 - 0.2335) < 2e-3, alpha_599
+    assert torch.isfinite(vid.sigmas).all() and vid.zsnr
+    out["vid2vid_alpha_599"] = alpha_599
+    out["zsnr_sigma_max"] = float(vid.sigma_max)
+    return out
+
+
+@check
+def ddim_uniform_gives_original_timesteps():
+    """ddim + ddim_uniform, 50 steps: timesteps 981, 961, ..., 1, then 0 (DDIM leading spacing, offset 1)."""
+    import comfy.samplers
+    from i2vgen_pkg.nodes.comfy_model import I2VGenModelSampling
+
+    ms = I2VGenModelSampling("i2vgen_xl")
+    sigmas = comfy.samplers.calculate_sigmas(ms, "ddim_uniform", 50)
+    ts = [int(ms.timestep(s)) for s in sigmas[:-1]]
+    assert ts == list(range(981, 0, -20)), ts[:5]
+    assert float(sigmas[-1]) == 0.0 and len(sigmas) == 51
+    return {"first": ts[:3], "last": ts[-3:]}
+
+
+@check
+def refine_sigmas_start_at_strength():
+    """strength 0.6 -> first sigma at t = 599; dpmpp_2m_sde keeps `steps` steps after dropping the penultimate."""
+    from i2vgen_pkg.nodes.sampling import refine_sigmas
+
+    mp = tiny_patcher("ms_vid2vid_xl")
+    ms = mp.get_model_object("model_sampling")
+    out = {}
+    for scheduler in ("simple", "normal", "karras", "beta"):
+        s = refine_sigmas(mp, scheduler, 30, 0.6, "dpmpp_2m_sde")
+        assert len(s) == 31 and float(s[-1]) == 0.0, (scheduler, len(s))
+        t0 = int(ms.timestep(s[:1])[0])
+        assert t0 == 599, (scheduler, t0)
+        out[scheduler] = [round(float(x), 4) for x in s[:3]]
+    s = refine_sigmas(mp, "simple", 30, 0.6, "euler")
+    assert len(s) == 31 and abs(float(s[0]) - float(ms.sigmas[599])) < 1e-5
+    return out
+
+
+@check
+def guidance_rescale_matches_original_formula():
+    """The post-CFG function equals u + s(c - u) rescaled on v (core cfg_combine, = ModelScope diffusion_sdedit)."""
+    import torch
+    from i2vgen_pkg.i2vgen_core.sampling import cfg_combine
+    from i2vgen_pkg.nodes.sampling import guidance_rescale_post_cfg
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 3, 5, 6, generator=g) * 4
+    sigma = torch.tensor([4.16, 0.7])
+    s = sigma.view(-1, 1, 1, 1, 1)
+    k = s * s + 1
+    v_c, v_u = torch.randn(2, *x.shape, generator=g)
+    den = lambda v: x / k - v * s / k.sqrt()  # noqa: E731  (ComfyUI's V_PREDICTION.calculate_denoised)
+    scale, r = 7.5, 0.2
+    cfg = den(v_u) + scale * (den(v_c) - den(v_u))
+    args = {"denoised": cfg, "cond_denoised": den(v_c), "uncond_denoised": den(v_u), "input": x, "sigma": sigma,
+            "cond_scale": scale}
+    ours = guidance_rescale_post_cfg(r)(args)
+    ref = den(cfg_combine(v_u, v_c, scale, r))
+    err = (ours - ref).abs().max().item()
+    assert err < 1e-4, err
+    return {"max_abs_err": err}
+
+
+@check
+def comfy_ddim_equals_core_ddim():
+    """ComfyUI's ddim sampler on our MODEL == the core's DDIM (eta 0, final alpha 1) with the same noise and CFG."""
+    import torch
+    import comfy.sample
+    from i2vgen_pkg.i2vgen_core.sampling import cfg_combine, sample_ddim
+    from i2vgen_pkg.i2vgen_core.schedules import alphas_cumprod
+    from i2vgen_pkg.i2vgen_core.unet import I2VGenUNet
+
+    mp = tiny_patcher("i2vgen_xl")
+    unet = mp.model.diffusion_model
+    h, w, f = 8, 8, 3
+    pos, neg = conds(h, w)
+    latent = torch.zeros(1, 4, f, h, w)
+    noise = comfy.sample.prepare_noise(latent, 7)
+    steps, scale = 5, 9.0
+    out = comfy.sample.sample(mp, noise, steps, scale, "ddim", "ddim_uniform", pos, neg, latent, seed=7,
+                              disable_pbar=True)
+    out = out * 0.18215  # ComfyUI returns process_latent_out(x0)
+
+    abar = alphas_cumprod("cosine_zero_snr")
+    ts = list(range(1000 // steps * (steps - 1) + 1, 0, -(1000 // steps)))
+    lat = pos[0][1]["i2vgen_image_latent"] * 0.18215
+    ck = dict(text=pos[0][0], image_embedding=pos[0][1]["i2vgen_image_embedding"], image_latent=lat,
+              fps=torch.tensor([16]))
+    uk = dict(ck, text=neg[0][0], image_embedding=torch.zeros(1, 1024))
+
+    core_forward = I2VGenUNet.forward  # the network's own signature, bypassing ComfyUI's adapter
+
+    def model_fn(x, t):
+        with torch.no_grad():
+            return cfg_combine(core_forward(unet, x, t, **uk), core_forward(unet, x, t, **ck), scale)
+
+    x = (1.0 - float(abar[ts[0]])) ** 0.5 * noise
+    ref = sample_ddim(model_fn, x, abar, ts, final_alpha="one")
+    err = ((out - ref).abs().max() / ref.abs().max()).item()
+    assert err < 2e-3, err
+    return {"timesteps": ts, "max_rel_err": err}
+
+
+@check
+def cond_and_uncond_are_batched_into_one_call():
+    """ComfyUI concatenates our extra conds, so cond + uncond run as one batch of 2 through the UNet."""
+    import torch
+    import comfy.sample
+
+    mp = tiny_patcher("i2vgen_xl")
+    unet = mp.model.diffusion_model
+    batches = []
+    handle = unet.register_forward_pre_hook(lambda m, a, kw: batches.append(a[0].shape[0]), with_kwargs=True)
+    pos, neg = conds(8, 8)
+    latent = torch.zeros(1, 4, 2, 8, 8)
+    comfy.sample.sample(mp, comfy.sample.prepare_noise(latent, 0), 2, 9.0, "euler", "normal", pos, neg, latent,
+                        seed=0, disable_pbar=True)
+    handle.remove()
+    assert batches == [2, 2], batches
+    return {"unet_batches": batches}
+
+
+@check
+def lora_keys_and_weight_patches_reach_the_unet():
+    """State-dict keys are diffusion_model.<core names>; a ModelPatcher weight patch changes the output and unpatches."""
+    import torch
+    import comfy.lora
+    import comfy.sample
+
+    mp = tiny_patcher("ms_vid2vid_xl")
+    keys = comfy.lora.model_lora_keys_unet(mp.model, {})
+    target = "diffusion_model.input_blocks.1.0.in_layers.2.weight"
+    assert target in mp.model.state_dict() and keys.get("diffusion_model.input_blocks.1.0.in_layers.2") == target
+    pos = [[torch.randn(1, 77, 1024, generator=torch.Generator().manual_seed(1)), {}]]
+    neg = [[torch.zeros(1, 77, 1024), {}]]
+    latent = torch.zeros(1, 4, 2, 10, 8)
+
+    def run(p):
+        return comfy.sample.sample(p, comfy.sample.prepare_noise(latent, 0), 1, 7.5, "euler", "normal", pos, neg,
+                                   latent, seed=0, disable_pbar=True)
+
+    base = run(mp)
+    patched = mp.clone()
+    w = mp.model.state_dict()[target]
+    patched.add_patches({target: (torch.randn_like(w) * 0.5,)}, 1.0)
+    changed = run(patched)
+    again = run(mp)
+    d_patch = (changed - base).abs().max().item()
+    d_again = (again - base).abs().max().item()
+    assert d_patch > 1e-3 and d_again < 1e-5, (d_patch, d_again)
+    return {"lora_keys": len(keys), "delta_patched": d_patch, "delta_unpatched": d_again}
+
+
+@check
+def fp8_storage_computes_like_fp8_rounded_weights():
+    """fp8_e4m3fn storage + manual cast (fp32 compute on CPU) == fp32 compute on fp8-rounded weights."""
+    import torch
+
+    full = tiny_patcher("i2vgen_xl", seed=3)
+    fp8 = tiny_patcher("i2vgen_xl", weight_dtype=torch.float8_e4m3fn, manual_cast=torch.float32, seed=3)
+    rounded = tiny_patcher("i2vgen_xl", seed=3)
+    with torch.no_grad():
+        for p in rounded.model.diffusion_model.parameters():
+            p.copy_(p.to(torch.float8_e4m3fn).float())
+    assert fp8.model.diffusion_model.out[2].weight.dtype == torch.float8_e4m3fn
+    pos, _ = conds(8, 8)
+    x = torch.randn(1, 4, 2, 8, 8)
+    sigma = torch.tensor([2.0])
+    outs = []
+    for mp in (fp8, rounded, full):
+        c = mp.model.extra_conds(noise=x, device=torch.device("cpu"), cross_attn=pos[0][0], **pos[0][1])
+        kw = {k: v.cond for k, v in c.items()}
+        with torch.no_grad():
+            outs.append(mp.model.apply_model(x, sigma, c_crossattn=kw.pop("c_crossattn"), **kw))
+    same = ((outs[0] - outs[1]).norm() / outs[1].norm()).item()
+    vs_fp32 = ((outs[0] - outs[2]).norm() / outs[2].norm()).item()
+    assert same < 1e-4, same
+    return {"rel_err_vs_rounded_fp32": same, "rel_err_vs_fp32_random_weights": vs_fp32}
+
+
+@check
+def loader_builds_from_comfy_ops_and_reports_bad_choices():
+    """The loader node builds the UNet from comfy.ops layers (fp16 storage, fp32 compute on CPU) and says clearly
+    when an attention backend cannot run."""
+    import torch
+    import comfy.sample
+    import folder_paths
+    from i2vgen_pkg.nodes.loader import I2VGenXLModelLoader
+
+    folder_paths.add_model_folder_path("diffusion_models", f"{DEMO_DIR}/diffusion_models")
+    node = I2VGenXLModelLoader()
+    assert "i2vgen_xl.fp16.safetensors" in I2VGenXLModelLoader.INPUT_TYPES()["required"]["unet_name"][0]
+    (mp,) = node.load("i2vgen_xl.fp16.safetensors", "fp16", "auto")
+    unet = mp.model.diffusion_model
+    layers = [m for m in unet.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm))]
+    foreign = sorted({type(m).__module__ for m in layers} - {"comfy.ops"})
+    assert not foreign, f"layers not from comfy.ops: {foreign}"
+    assert unet.weight_dtype == torch.float16 and mp.model.manual_cast_dtype == torch.float32
+    pos, neg = conds(8, 8)
+    latent = torch.zeros(1, 4, 2, 8, 8)
+    out = comfy.sample.sample(mp, comfy.sample.prepare_noise(latent, 0), 1, 9.0, "ddim", "ddim_uniform", pos, neg,
+                              latent, seed=0, disable_pbar=True)
+    assert torch.isfinite(out).all()
+    try:
+        node.load("i2vgen_xl.fp16.safetensors", "auto", "xformers")
+        raise AssertionError("xformers on a CPU-only ComfyUI should be refused")
+    except ValueError as err:
+        message = str(err)
+    assert "xformers" in message and "sdpa" in message, message
+    return {"weights": str(unet.weight_dtype), "compute": str(mp.model.manual_cast_dtype),
+            "xformers_message": message}
+
+
+@check
+def memory_manager_loads_and_frees_the_model():
+    """comfy.model_management can load, account for and unload our MODEL."""
+    import comfy.model_management as mm
+
+    mp = tiny_patcher("ms_image2video")
+    mm.load_models_gpu([mp])
+    size = mp.model_size()
+    loaded = any(m.model is mp for m in mm.current_loaded_models)
+    mm.unload_all_models()
+    assert size > 1_000_000 and loaded, (size, loaded)
+    return {"model_size_bytes": size}
+
+
+def main() -> int:
+    global DEMO_DIR
+    comfy_root, repo, DEMO_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
+    setup(comfy_root, repo)
+    for fn in CHECKS:
+        try:
+            detail = fn()
+            print(json.dumps({"name": fn.__name__, "ok": True, "detail": detail}), flush=True)
+        except Exception as err:  # report and go on
+            print(json.dumps({"name": fn.__name__, "ok": False,
+                              "detail": f"{type(err).__name__}: {err}\n{traceback.format_exc()[-3000:]}"}),
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

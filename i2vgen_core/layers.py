@@ -31,7 +31,8 @@ def _direct_weight(layer: nn.Module) -> bool:
     if getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None) \
             or getattr(layer, "bias_function", None):
         return False
-    return type(layer).forward in (nn.Linear.forward, CastLinear.forward)
+    # plain torch, our casting layer, or a host layer that declares it is not casting right now (ComfyUI's ops)
+    return type(layer).forward in (nn.Linear.forward, CastLinear.forward) or hasattr(layer, "comfy_cast_weights")
 
 
 class Attention(nn.Module):

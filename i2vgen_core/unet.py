@@ -98,9 +98,12 @@ class I2VGenUNet(nn.Module):
         """Dtype the activations run in (the weights' dtype unless they are stored narrower, e.g. fp8)."""
         return self.compute_dtype or self.out[2].weight.dtype
 
-    def set_attention_backend(self, name: str) -> str:
-        """Choose "auto", "sdpa", "xformers" or "chunked" for every attention layer; returns the one in use."""
-        backend = resolve_backend(name, self.out[2].weight.device)
+    def set_attention_backend(self, name: str, device: torch.device | str | None = None) -> str:
+        """Choose "auto", "sdpa", "xformers" or "chunked" for every attention layer; returns the one in use.
+
+        `device` is where the model will run (default: where its weights are now), checked for xformers.
+        """
+        backend = resolve_backend(name, device if device is not None else self.out[2].weight.device)
         for module in self.modules():
             if isinstance(module, (Attention, ImageTemporalEncoder)):
                 module.backend = backend

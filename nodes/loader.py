@@ -171,15 +171,10 @@ class I2VGenXLModelLoader:
     @staticmethod
     def _set_attention(unet, attention: str, load_device: torch.device, unet_name: str) -> None:
         """Select the attention backend for the device the model will run on (checked there, not on the CPU copy)."""
-        from ..i2vgen_core.attention import resolve_backend
-
         try:
-            backend = resolve_backend(attention, load_device)
+            unet.set_attention_backend(attention, load_device)
         except ValueError as err:
             raise ValueError(f"{unet_name}: {err}") from None
-        for module in unet.modules():
-            if hasattr(module, "backend"):
-                module.backend = backend
 
 
 NODE_CLASS_MAPPINGS = {"I2VGenXLModelLoader": I2VGenXLModelLoader}

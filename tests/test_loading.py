@@ -51,7 +51,9 @@ def test_prefix_and_wrappers():
     unet = random_unet("ms_vid2vid_xl")
     sd = export_state_dict(unet, "modelscope")
     for wrapped in ({"model.diffusion_model." + k: v for k, v in sd.items()},
-                    {"module." + k: v for k, v in sd.items()}, {"state_dict": sd}, {"state_dict": {"model": sd}}):
+                    {"module." + k: v for k, v in sd.items()}, {"state_dict": sd}, {"state_dict": {"model": sd}},
+                    # what ComfyUI's ModelSave writes: prefixed weights plus a v_pred marker
+                    {**{"model.diffusion_model." + k: v for k, v in sd.items()}, "v_pred": torch.tensor([])}):
         assert load_unet(wrapped).variant == "ms_vid2vid_xl"
 
 

@@ -55,7 +55,7 @@ MODEL_INPUTS = {  # class -> (input, ComfyUI models folder)
 }
 WIDGET_EXTRAS = {"fixed", "randomize", "increment", "decrement", "image"}
 
-API_FILES = sorted(WORKFLOWS.glob("*.api.json"))
+API_FILES = sorted((WORKFLOWS / "api").glob("*.api.json"))
 NAMES = [p.name[: -len(".api.json")] for p in API_FILES]
 
 
@@ -73,13 +73,13 @@ def _import_file(name: str, path: Path):
 
 def test_the_four_workflows_exist():
     assert {"i2vgen_xl_image_to_video", "i2vgen_xl_cascade", "ms_image2video_cascade", "refine_video"} <= set(NAMES)
-    ui_files = {p.name[:-5] for p in WORKFLOWS.glob("*.json") if not p.name.endswith(".api.json")}
+    ui_files = {p.name[:-5] for p in WORKFLOWS.glob("*.json")}
     assert ui_files == set(NAMES), "every workflow needs both NAME.json (UI) and NAME.api.json (API)"
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_api_format(name):
-    api = _load(WORKFLOWS / f"{name}.api.json")
+    api = _load(WORKFLOWS / "api" / f"{name}.api.json")
     assert api and all(isinstance(k, str) and k.isdigit() for k in api)
     for node_id, node in api.items():
         cls = node["class_type"]
@@ -113,7 +113,7 @@ def test_api_format(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_format_matches_api(name):
     ui = _load(WORKFLOWS / f"{name}.json")
-    api = _load(WORKFLOWS / f"{name}.api.json")
+    api = _load(WORKFLOWS / "api" / f"{name}.api.json")
     assert ui["version"] == 0.4
     nodes = {n["id"]: n for n in ui["nodes"]}
     real = {i: n for i, n in nodes.items() if n["type"] not in VIRTUAL_UI_NODES}
@@ -151,7 +151,7 @@ def test_ui_format_matches_api(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_model_files_are_in_the_demo_set(name):
     demo = demo_file_names()
-    api = _load(WORKFLOWS / f"{name}.api.json")
+    api = _load(WORKFLOWS / "api" / f"{name}.api.json")
     for node in api.values():
         if node["class_type"] in MODEL_INPUTS:
             key, folder = MODEL_INPUTS[node["class_type"]]
@@ -162,7 +162,7 @@ def test_model_files_are_in_the_demo_set(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_example_inputs_exist(name):
-    api = _load(WORKFLOWS / f"{name}.api.json")
+    api = _load(WORKFLOWS / "api" / f"{name}.api.json")
     for node in api.values():
         if node["class_type"] == "LoadImage":
             assert (INPUTS / node["inputs"]["image"]).is_file()
@@ -172,7 +172,7 @@ def test_example_inputs_exist(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_sizes_fit_the_models(name):
-    api = _load(WORKFLOWS / f"{name}.api.json")
+    api = _load(WORKFLOWS / "api" / f"{name}.api.json")
     detail = [n["inputs"] for n in api.values() if n["class_type"] == "I2VGenXLDetailEncode"]
     cond = [n["inputs"] for n in api.values() if n["class_type"] == "I2VGenXLConditioning"]
     for d in detail:
@@ -190,7 +190,7 @@ def test_api_files_are_up_to_date_with_the_builder():
     builder = _import_file("_i2vgen_build_workflows", WORKFLOWS / "build_workflows.py")
     for make in builder.GRAPHS:
         graph = make()
-        assert _load(WORKFLOWS / f"{graph.name}.api.json") == builder.to_api(graph), \
+        assert _load(WORKFLOWS / "api" / f"{graph.name}.api.json") == builder.to_api(graph), \
             f"{graph.name}.api.json is stale: run python workflows/build_workflows.py"
 
 
@@ -204,11 +204,11 @@ def test_template_folder_has_only_workflows():
 # ------------------------------------------------------------------------------------------ headless client
 @pytest.fixture(scope="module")
 def headless():
-    return _import_file("_i2vgen_headless_api", ROOT / "examples" / "headless_api.py")
+    return _import_file("_i2vgen_headless_api", ROOT / "workflows" / "headless_api.py")
 
 
 def test_headless_overrides(headless):
-    api = _load(WORKFLOWS / "i2vgen_xl_cascade.api.json")
+    api = _load(WORKFLOWS / "api" / "i2vgen_xl_cascade.api.json")
     out = headless.apply_overrides(api, image="up/mine.png", text="a red kite", negative="ugly", seed=7,
                                    sets=["10.length=8", "11.sampler_name=euler", "9.width=320"])
     assert out is not api and api != out

@@ -1,4 +1,6 @@
-"""Source of the example workflows: writes NAME.api.json (API format) and NAME.json (UI format) for each graph.
+"""Source of the example workflows: writes api/NAME.api.json (API format) and NAME.json (UI format) for each graph.
+
+The API files live in api/ so that ComfyUI's template browser (which lists workflows/*.json) shows only the UI ones.
 
     python workflows/build_workflows.py --api-only                      # API format only, no ComfyUI needed
     python workflows/build_workflows.py --object-info http://127.0.0.1:8188   # also the UI format
@@ -431,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         info = load_object_info(args.object_info)
     for make in GRAPHS:
         graph = make()
-        (out / f"{graph.name}.api.json").write_text(json.dumps(to_api(graph), indent=2) + "\n")
+        (out / "api").mkdir(parents=True, exist_ok=True)
+        (out / "api" / f"{graph.name}.api.json").write_text(json.dumps(to_api(graph), indent=2) + "\n")
         if info is not None:
             (out / f"{graph.name}.json").write_text(json.dumps(to_ui(graph, info), indent=2) + "\n")
         print(f"wrote {graph.name}" + (" (+ UI format)" if info is not None else ""))

@@ -290,12 +290,9 @@ def _wait_ready(client: ComfyClient, process: subprocess.Popen, log_path: Path) 
 
 def _copy_example_inputs(input_dir: Path) -> None:
     """Images/videos shipped with the workflows, so LoadImage/LoadVideo in them find their files."""
-    for folder in (REPO / "workflows", REPO / "examples"):
-        if not folder.is_dir():
-            continue
-        for f in folder.rglob("*"):
-            if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".mp4", ".webm", ".gif") and f.is_file():
-                shutil.copy2(f, input_dir / f.name)
+    for f in (REPO / "workflows" / "inputs").glob("*"):
+        if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".mp4", ".webm", ".gif") and f.is_file():
+            shutil.copy2(f, input_dir / f.name)
 
 
 def start_server(base: Path) -> ComfyServer:
@@ -383,11 +380,11 @@ def object_info(comfy_server) -> dict:
     return comfy_server.client.get("/object_info", timeout=120)
 
 
-WORKFLOWS = sorted((REPO / "workflows").glob("*.api.json"))
+WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.api.json"))
 
 
 def pytest_generate_tests(metafunc):
-    """Parametrise `contract_node` over the node contract and `workflow_path` over workflows/*.api.json."""
+    """Parametrise `contract_node` over the node contract and `workflow_path` over workflows/api/*.api.json."""
     if "contract_node" in metafunc.fixturenames:
         metafunc.parametrize("contract_node", CONTRACT_NODES)
     if "workflow_path" in metafunc.fixturenames:

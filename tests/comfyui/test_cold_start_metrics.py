@@ -15,9 +15,9 @@ pytestmark = pytest.mark.comfyui
 
 
 def test_cascade_cold_then_warm(fresh_comfy_server, repo_root, record_property):
-    path = repo_root / "workflows" / "i2vgen_xl_cascade.api.json"
+    path = repo_root / "workflows" / "api" / "i2vgen_xl_cascade.api.json"
     if not path.exists():
-        pytest.skip("workflows/i2vgen_xl_cascade.api.json is not there yet")
+        pytest.skip("workflows/api/i2vgen_xl_cascade.api.json is not there yet")
     server = fresh_comfy_server
     submitted = shrink(load_api_workflow(path))
     cold = server.client.run(submitted, timeout=1800)

@@ -1,4 +1,4 @@
-"""Every workflows/*.api.json runs in a real ComfyUI server on the demo weights and writes the video it asks for.
+"""Every workflows/api/*.api.json runs in a real ComfyUI server on the demo weights and writes the video it asks for.
 
 Sizes are shrunk before submitting (the demo VAE and CLIP encoders are full size and run on the CPU): pixel sizes
 /10 (at least 64, refiner-valid sizes stay refiner-valid), frame counts /8 (at least 2), sampler steps to 2. The
@@ -24,7 +24,7 @@ def test_workflow_runs_and_writes_the_requested_video(comfy_server, workflow_pat
         name = node["inputs"].get("image") if node["class_type"] == "LoadImage" else None
         if isinstance(name, str):
             assert (comfy_server.input_dir / name).exists(), \
-                f"{workflow_path.name} loads {name!r}, which is not shipped in workflows/ or examples/"
+                f"{workflow_path.name} loads {name!r}, which is not shipped in workflows/inputs/"
 
     comfy_server.client.post("/free", {"unload_models": True, "free_memory": True})
     comfy_server.reset_peak_rss()

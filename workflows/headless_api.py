@@ -1,10 +1,10 @@
 """Run an I2VGen-XL workflow on a running ComfyUI server without the browser, and download the video.
 
-    python examples/headless_api.py workflows/i2vgen_xl_image_to_video.api.json \
+    python workflows/headless_api.py workflows/api/i2vgen_xl_image_to_video.api.json \
         --server http://127.0.0.1:8188 --image my_photo.png --prompt "a cat surfing" --seed 42 --out results/
 
     # any input of any node: --set NODE_ID.INPUT=VALUE (VALUE is JSON, else a string)
-    python examples/headless_api.py workflows/i2vgen_xl_image_to_video.api.json \
+    python workflows/headless_api.py workflows/api/i2vgen_xl_image_to_video.api.json \
         --set 10.length=8 --set 11.steps=20
 
 Only the standard library is needed. With the `websocket-client` package installed, progress is followed live over

@@ -235,3 +235,18 @@ def test_headless_output_files(headless):
 
 def test_headless_rejects_ui_format(headless, tmp_path, capsys):
     assert headless.main([str(WORKFLOWS / "i2vgen_xl_cascade.json"), "--server", "http://127.0.0.1:9"]) == 2
+
+
+def test_headless_smoke_sizes_stay_valid(headless):
+    from i2vgen_core.preprocess import vid2vid_valid_height
+
+    for path in API_FILES:
+        small = headless.smoke_sized(_load(path))
+        for node in small.values():
+            inputs = node["inputs"]
+            if node["class_type"] in headless.SIZED and isinstance(inputs.get("width"), int):
+                assert inputs["width"] % 8 == 0 and inputs["height"] % 8 == 0 and inputs["width"] >= 64
+                if node["class_type"] in ("I2VGenXLLatentUpscale", "I2VGenXLVideoEncode"):
+                    assert inputs["width"] % 64 == 0 and vid2vid_valid_height(inputs["height"] // 8), inputs
+            if node["class_type"] in headless.SAMPLERS:
+                assert inputs["steps"] <= 2

@@ -7,6 +7,9 @@
     python workflows/headless_api.py workflows/api/i2vgen_xl_image_to_video.api.json \
         --set 10.length=8 --set 11.steps=20
 
+    # a smoke test (e.g. on CPU with the demo weights): a tenth of the size, an eighth of the frames, 2 steps
+    python workflows/headless_api.py workflows/api/i2vgen_xl_cascade.api.json --smoke
+
 Only the standard library is needed. With the `websocket-client` package installed, progress is followed live over
 ComfyUI's websocket; otherwise /history is polled. Exit status: 0 done, 1 the server reported an error, 2 bad use.
 """
@@ -220,6 +223,45 @@ def apply_overrides(prompt: dict, *, image: Optional[str] = None, video: Optiona
     return prompt
 
 
+SAMPLERS = ("I2VGenXLSampler", "I2VGenXLRefineSampler", "KSampler", "KSamplerAdvanced")
+SIZED = ("I2VGenXLConditioning", "I2VGenXLDetailEncode", "I2VGenXLLatentUpscale", "I2VGenXLVideoEncode")
+
+
+def _refiner_size_ok(width: int, height: int) -> bool:
+    """MS-Vid2Vid-XL takes widths that are multiples of 64 px and latent heights that are 2 mod 8 (720 px)."""
+    return width % 64 == 0 and height % 8 == 0 and (height // 8) % 8 == 2
+
+
+def small_size(width: int, height: int) -> tuple[int, int]:
+    """A tenth of a pixel size, multiples of 8, >= 64; sizes MS-Vid2Vid-XL accepts map to sizes it accepts."""
+    w = max(64, int(round(width / 80)) * 8)
+    h = max(64, int(round(height / 80)) * 8)
+    if _refiner_size_ok(width, height):
+        w = max(64, int(round(w / 64)) * 64)
+        h = (min(range(2, 400, 8), key=lambda lat: abs(lat * 8 - h))) * 8
+    return w, h
+
+
+def small_frames(frames: int) -> int:
+    """An eighth of the frames, at least 2 (0 = keep stays 0)."""
+    return frames if frames <= 0 else max(2, frames // 8)
+
+
+def smoke_sized(prompt: dict) -> dict:
+    """A copy of an API workflow with smaller sizes, fewer frames and 2 sampling steps; nothing else changes."""
+    g = json.loads(json.dumps(prompt))
+    for node in g.values():
+        inputs, cls = node.get("inputs", {}), node.get("class_type")
+        if cls in SIZED and isinstance(inputs.get("width"), int) and isinstance(inputs.get("height"), int):
+            inputs["width"], inputs["height"] = small_size(inputs["width"], inputs["height"])
+        for key in ("length", "frames"):
+            if cls in SIZED and isinstance(inputs.get(key), int):
+                inputs[key] = small_frames(inputs[key])
+        if cls in SAMPLERS and isinstance(inputs.get("steps"), int):
+            inputs["steps"] = min(inputs["steps"], 2)
+    return g
+
+
 def _title_role(node: dict) -> str:
     title = node.get("_meta", {}).get("title", "").lower()
     if "negative" in title:
@@ -247,8 +289,19 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     client = Client(args.server, timeout=args.http_timeout)
+    deadline = time.monotonic() + args.wait_server
+    while True:  # a server that is still starting up
+        try:
+            client.get_json("/system_stats")
+            break
+        except ComfyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
     image = client.upload(Path(args.image)) if args.image else None
     video = client.upload(Path(args.video)) if args.video else None
+    if args.smoke:
+        workflow = smoke_sized(workflow)
     prompt = apply_overrides(workflow, image=image, video=video, text=args.prompt, negative=args.negative,
                              seed=args.seed, sets=args.set)
     started = time.monotonic()
@@ -283,8 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--negative", help="text for the CLIPTextEncode nodes titled '... negative prompt'")
     ap.add_argument("--seed", type=int, help="seed for every sampler")
     ap.add_argument("--set", action="append", default=[], metavar="ID.INPUT=VALUE", help="override any input")
+    ap.add_argument("--smoke", action="store_true",
+                    help="shrink the run (1/10 size, 1/8 frames, 2 steps) to check a setup, e.g. on the demo weights")
     ap.add_argument("--out", default="output", help="where to save the results (default %(default)s)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default %(default)s)")
+    ap.add_argument("--wait-server", type=float, default=0, metavar="S",
+                    help="wait up to S seconds for the server to come up (e.g. right after starting it)")
     ap.add_argument("--http-timeout", type=float, default=120, help="seconds per HTTP request")
     ap.add_argument("--quiet", action="store_true", help="print only the downloaded file paths")
     return ap

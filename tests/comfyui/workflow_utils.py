@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
-import copy
+import importlib.util
 import json
 from pathlib import Path
 
-from i2vgen_core.preprocess import snap_refiner_size, vid2vid_valid_height
+from i2vgen_core.preprocess import snap_refiner_size
 
-SAMPLERS = ("I2VGenXLSampler", "I2VGenXLRefineSampler", "KSampler", "KSamplerAdvanced")
-SIZED = ("I2VGenXLConditioning", "I2VGenXLDetailEncode", "I2VGenXLLatentUpscale", "I2VGenXLVideoEncode")
-
-
-def small_size(width: int, height: int) -> tuple[int, int]:
-    """A tenth of a pixel size, multiples of 8, >= 64; sizes MS-Vid2Vid-XL accepts map to sizes it accepts."""
-    w = max(64, int(round(width / 80)) * 8)
-    h = max(64, int(round(height / 80)) * 8)
-    if width % 64 == 0 and height % 8 == 0 and vid2vid_valid_height(height // 8):
-        return snap_refiner_size(w, h)
-    return w, h
+REPO = Path(__file__).resolve().parents[2]
 
 
-def small_frames(frames: int) -> int:
-    return frames if frames <= 0 else max(2, frames // 8)
+def _load_headless():
+    """workflows/headless_api.py, imported by path (it is a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("_i2vgen_headless_api", REPO / "workflows" / "headless_api.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def shrink(prompt: dict) -> dict:
-    """The submitted copy of a workflow: smaller sizes, fewer frames and steps; nothing else changes."""
-    g = copy.deepcopy(prompt)
-    for node in g.values():
-        inputs, cls = node.get("inputs", {}), node.get("class_type")
-        if cls in SIZED and isinstance(inputs.get("width"), int) and isinstance(inputs.get("height"), int):
-            inputs["width"], inputs["height"] = small_size(inputs["width"], inputs["height"])
-        for key in ("length", "frames"):
-            if cls in SIZED and isinstance(inputs.get(key), int):
-                inputs[key] = small_frames(inputs[key])
-        if cls in SAMPLERS and isinstance(inputs.get("steps"), int):
-            inputs["steps"] = min(inputs["steps"], 2)
-            if cls == "KSamplerAdvanced":
-                inputs["end_at_step"] = min(inputs.get("end_at_step", 10000), 10000)
-    return g
+HEADLESS = _load_headless()
+
+SAMPLERS, SIZED = HEADLESS.SAMPLERS, HEADLESS.SIZED
+shrink = HEADLESS.smoke_sized  # the submitted copy: what `headless_api.py --smoke` runs
 
 
 def _source(g: dict, link) -> tuple[dict, int] | tuple[None, None]:

@@ -1,0 +1,247 @@
+// Drives ComfyUI's real frontend in headless Chromium (playwright-core) and writes what it saw as JSON.
+// It only collects facts; tests/comfyui/test_frontend.py makes the assertions.
+//
+//   NODE_PATH=/path/to/node_modules node tests/comfyui/frontend_check.mjs config.json
+//
+// config.json: {"url": "http://127.0.0.1:PORT", "out": "report.json", "chromium": "/usr/bin/chromium",
+//               "workflows": [{"name": "NAME", "path": "workflows/NAME.json"}, ...],
+//               "snap_cases": [[width, height], ...], "timeout_ms": 120000}
+import fs from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+
+// ES modules ignore NODE_PATH; a CommonJS require honours it (and the global folders).
+const require = createRequire(import.meta.url);
+const { chromium } = require("playwright-core");
+
+const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--no-first-run",
+  "--disable-sync",
+];
+const MISSING_NODE_TYPE = "I2VGenXLNoSuchNodeForTheTest";
+
+function summarise(value) {
+  if (value === null || ["string", "number", "boolean"].includes(typeof value)) {
+    return value;
+  }
+  if (value === undefined) {
+    return null;
+  }
+  try {
+    return JSON.parse(JSON.stringify(value));
+  } catch {
+    return String(value);
+  }
+}
+
+async function openDialogs(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll(".p-dialog, .comfy-modal")]
+      .filter((el) => el.offsetParent !== null || getComputedStyle(el).display !== "none")
+      .map((el) => el.innerText.slice(0, 600)),
+  );
+}
+
+async function closeDialogs(page) {
+  for (let i = 0; i < 5 && (await openDialogs(page)).length; i++) {
+    await page.keyboard.press("Escape");
+    await page.waitForTimeout(200);
+    await page.evaluate(() => {
+      for (const button of document.querySelectorAll(".p-dialog-close-button, .p-dialog-header-close")) {
+        button.click();
+      }
+      for (const modal of document.querySelectorAll(".comfy-modal")) {
+        modal.style.display = "none";
+      }
+    });
+    await page.waitForTimeout(200);
+  }
+}
+
+// Runs in the page: load one UI-format workflow and describe the graph the frontend made of it.
+async function loadAndDescribe({ graph, name, toPrompt }) {
+  const app = window.app;
+  const result = { name, error: null, nodes: [], prompt: null, draw_error: null, foreground_text: {} };
+  try {
+    await app.loadGraphData(graph, true, true, name);
+  } catch (err) {
+    result.error = `loadGraphData: ${err?.stack ?? err}`;
+    return result;
+  }
+  for (const node of app.graph.nodes) {
+    let serialized = null;
+    try {
+      serialized = node.serialize().widgets_values ?? null;
+    } catch (err) {
+      serialized = `serialize failed: ${err}`;
+    }
+    result.nodes.push({
+      id: node.id,
+      type: node.type,
+      title: node.title,
+      registered: Boolean(window.LiteGraph.registered_node_types[node.type]),
+      has_errors: Boolean(node.has_errors),
+      color: node.color ?? null,
+      bgcolor: node.bgcolor ?? null,
+      widgets: (node.widgets ?? []).map((w) => ({ name: w.name, type: w.type, value: w.value })),
+      widgets_values: serialized,
+    });
+    // What our extension draws above the node (I2VGenXLLatentUpscale's refiner-size hint).
+    if (typeof node.onDrawForeground === "function") {
+      const ctx = document.createElement("canvas").getContext("2d");
+      const texts = [];
+      const fillText = ctx.fillText.bind(ctx);
+      ctx.fillText = (text, ...rest) => {
+        texts.push(String(text));
+        return fillText(text, ...rest);
+      };
+      try {
+        node.onDrawForeground(ctx, app.canvas);
+        result.foreground_text[node.id] = texts;
+      } catch (err) {
+        result.foreground_text[node.id] = [`onDrawForeground threw: ${err?.stack ?? err}`];
+      }
+    }
+  }
+  try {
+    app.canvas.setDirty(true, true);
+    app.canvas.draw(true, true);
+  } catch (err) {
+    result.draw_error = String(err?.stack ?? err);
+  }
+  if (toPrompt) {
+    try {
+      const { output } = await app.graphToPrompt();
+      result.prompt = output;
+    } catch (err) {
+      result.error = `graphToPrompt: ${err?.stack ?? err}`;
+    }
+  }
+  return result;
+}
+
+// Runs in the page: the hint text our extension draws on a fresh Latent Upscale node for each (width, height).
+function snapTexts(cases) {
+  const node = window.LiteGraph.createNode("I2VGenXLLatentUpscale");
+  if (!node) {
+    return { error: "LiteGraph.createNode('I2VGenXLLatentUpscale') returned nothing" };
+  }
+  const set = (name, value) => {
+    const widget = node.widgets?.find((w) => w.name === name);
+    if (!widget) {
+      throw new Error(`I2VGenXLLatentUpscale has no widget ${name}`);
+    }
+    widget.value = value;
+  };
+  const out = [];
+  for (const [width, height] of cases) {
+    set("width", width);
+    set("height", height);
+    set("snap_for_refiner", true);
+    const texts = [];
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.fillText = (text) => texts.push(String(text));
+    node.onDrawForeground?.(ctx, window.app.canvas);
+    out.push({ width, height, texts });
+  }
+  set("snap_for_refiner", false);
+  const texts = [];
+  const ctx = document.createElement("canvas").getContext("2d");
+  ctx.fillText = (text) => texts.push(String(text));
+  node.onDrawForeground?.(ctx, window.app.canvas);
+  return { cases: out, texts_when_off: texts };
+}
+
+async function main() {
+  const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+  const timeout = config.timeout_ms ?? 120000;
+  const report = { console: [], page_errors: [], failed_requests: [], extension_responses: [], workflows: {} };
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "i2vgen-chromium-"));
+  let context = null;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: config.chromium ?? "/usr/bin/chromium",
+      headless: true,
+      args: CHROMIUM_FLAGS,
+      viewport: { width: 1600, height: 1000 },
+    });
+    // Keep the run hermetic: only the ComfyUI server is reachable (the frontend also calls api.comfy.org).
+    const origin = new URL(config.url).origin;
+    await context.route((url) => url.origin !== origin, (route) => route.abort());
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(timeout);
+    page.on("console", (msg) =>
+      report.console.push({ type: msg.type(), text: msg.text(), url: msg.location()?.url ?? "" }),
+    );
+    page.on("pageerror", (err) => report.page_errors.push({ message: err.message, stack: err.stack ?? "" }));
+    page.on("requestfailed", (req) =>
+      report.failed_requests.push({ url: req.url(), error: req.failure()?.errorText ?? "" }),
+    );
+    page.on("response", (res) => {
+      if (res.url().includes("/extensions/") && !res.url().includes("/extensions/core/")) {
+        report.extension_responses.push({ url: res.url(), status: res.status() });
+      }
+    });
+
+    await page.goto(config.url, { waitUntil: "load" });
+    await page.waitForFunction(
+      () => Boolean(window.app?.graph && window.app?.canvas && window.comfyAPI && window.LiteGraph),
+      null,
+      { timeout },
+    );
+    // Extensions are imported while the app sets up; node types are registered after them.
+    await page.waitForFunction(
+      () => Object.keys(window.LiteGraph.registered_node_types).some((t) => t.startsWith("I2VGenXL")),
+      null,
+      { timeout },
+    ).catch(() => {});
+    await page.waitForTimeout(1000);
+    Object.assign(
+      report,
+      await page.evaluate(() => ({
+        frontend_version: window.__COMFYUI_FRONTEND_VERSION__ ?? null,
+        extensions: (window.app.extensions ?? []).map((e) => e.name),
+        registered_node_types: Object.keys(window.LiteGraph.registered_node_types),
+      })),
+    );
+    report.dialogs_at_start = await openDialogs(page);
+    await closeDialogs(page);
+
+    // Negative control: a workflow with an unknown node must be seen as such (else the checks below prove nothing).
+    if (config.workflows.length) {
+      const graph = JSON.parse(fs.readFileSync(config.workflows[0].path, "utf8"));
+      graph.nodes[0].type = MISSING_NODE_TYPE;
+      const control = await page.evaluate(loadAndDescribe, { graph, name: "control", toPrompt: false });
+      await page.waitForTimeout(500);
+      control.dialogs = await openDialogs(page);
+      control.missing_type = MISSING_NODE_TYPE;
+      report.control = control;
+      await closeDialogs(page);
+    }
+
+    for (const { name, path: file } of config.workflows) {
+      const graph = JSON.parse(fs.readFileSync(file, "utf8"));
+      const described = await page.evaluate(loadAndDescribe, { graph, name, toPrompt: true });
+      await page.waitForTimeout(300);
+      described.dialogs = await openDialogs(page);
+      report.workflows[name] = described;
+      await closeDialogs(page);
+    }
+    report.snap = await page.evaluate(snapTexts, config.snap_cases ?? []);
+  } catch (err) {
+    report.fatal = String(err?.stack ?? err);
+  } finally {
+    await context?.close().catch(() => {});
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+  fs.writeFileSync(config.out, JSON.stringify(report, null, 1));
+  return report.fatal ? 1 : 0;
+}
+
+process.exitCode = await main();

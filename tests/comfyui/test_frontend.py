@@ -1,0 +1,305 @@
+"""The frontend side in a real browser: ComfyUI's own web app, headless Chromium, this package as a custom node.
+
+tests/comfyui/frontend_check.mjs (Node + playwright-core) opens the page of the ``comfy_server`` fixture's server
+in Debian's Chromium (fresh profile, no network but the server), waits for ``window.app``, loads every
+workflows/*.json with ``app.loadGraphData`` and converts it with ``app.graphToPrompt``, and writes what it saw as
+JSON; the tests below check it:
+
+* js/i2vgen_xl.js is served and registers its extension once, with no console error or page error from it;
+* each UI workflow opens with no unknown node (no "Some Nodes Are Missing" dialog), the file's node count, ids
+  and types, every widget holding the file's value (by name against workflows/api/NAME.api.json, so a wrong
+  widget order fails), saving gives back the file's widgets_values, and our nodes get the pack's colour;
+* ``graphToPrompt()`` gives exactly workflows/api/NAME.api.json (class types, widget values and links);
+* the Latent Upscale size hint drawn by the extension agrees with ``i2vgen_core.preprocess.snap_refiner_size``;
+* GET /workflow_templates lists the pack with exactly the UI workflows (no ``.api`` ones), and the files are
+  served where the template browser fetches them (no browser needed for this one).
+
+Setup, once per machine (CI has no ComfyUI, so all of this skips there):
+
+    apt-get install -y chromium                                  # /usr/bin/chromium (or set CHROMIUM=/path)
+    npm install --prefix /work/node_tools playwright-core        # any folder outside the repository
+
+then run with that node_modules on NODE_PATH (a global ``npm install -g playwright-core`` is found without it):
+
+    NODE_PATH=/work/node_tools/node_modules COMFYUI_PATH=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/ComfyUI/python \\
+        python -m pytest tests/comfyui/test_frontend.py -s
+
+Never ``npx playwright install``: the test drives the system Chromium only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.comfyui
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SCRIPT = HERE / "frontend_check.mjs"
+UI_WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+EXTENSION_NAME = "I2VGenXL.NodeHelpers"
+EXTENSION_FILE = "i2vgen_xl.js"
+NODE_PREFIX = "I2VGenXL"
+NODE_COLOR, NODE_BGCOLOR = "#233047", "#1b2433"
+SNAP_CASES = [(1280, 720), (1280, 704), (640, 352), (1024, 576), (1000, 500), (448, 256), (96, 40), (1920, 1080)]
+MISSING_DIALOG = re.compile(r"missing|were not found", re.IGNORECASE)
+BROWSER_TIMEOUT_S = float(os.environ.get("FRONTEND_TIMEOUT", "600"))
+
+
+# ------------------------------------------------------------------------------------------------ tools
+def _node_path(node: str) -> str:
+    """NODE_PATH for the script: the caller's, plus npm's global folder (where ``npm install -g`` puts packages)."""
+    parts = [p for p in os.environ.get("NODE_PATH", "").split(os.pathsep) if p]
+    npm = shutil.which("npm")
+    if npm:
+        try:
+            root = subprocess.run([npm, "root", "-g"], capture_output=True, text=True, timeout=60).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            root = ""
+        if root and Path(root).is_dir():
+            parts.append(root)
+    return os.pathsep.join(parts)
+
+
+@pytest.fixture(scope="session")
+def browser_tools() -> dict:
+    """Node, Chromium and playwright-core, or skip with what is missing and how to install it."""
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("the browser test needs Node.js (`node` is not on PATH)")
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not (Path(chromium).is_file() and os.access(chromium, os.X_OK)):
+        pytest.skip(f"the browser test needs Chromium at {chromium} (apt-get install -y chromium, or set CHROMIUM)")
+    env = dict(os.environ, NODE_PATH=_node_path(node))
+    probe = subprocess.run([node, "-e", "require.resolve('playwright-core')"], cwd=HERE, env=env,
+                           capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("the browser test needs the playwright-core npm module: npm install --prefix DIR playwright-core, "
+                    "then NODE_PATH=DIR/node_modules (NODE_PATH is "
+                    f"{os.environ.get('NODE_PATH') or 'unset'})")
+    return {"node": node, "chromium": chromium, "env": env}
+
+
+@pytest.fixture(scope="module")
+def report(comfyui_install, browser_tools, comfy_server, tmp_path_factory) -> dict:
+    """Run frontend_check.mjs once (one browser) against the server; its JSON report."""
+    work = tmp_path_factory.mktemp("frontend")
+    config = {"url": comfy_server.client.base, "out": str(work / "report.json"), "chromium": browser_tools["chromium"],
+              "workflows": [{"name": p.stem, "path": str(p)} for p in UI_WORKFLOWS],
+              "snap_cases": [list(c) for c in SNAP_CASES], "timeout_ms": 120_000}
+    (work / "config.json").write_text(json.dumps(config))
+    try:
+        proc = subprocess.run([browser_tools["node"], str(SCRIPT), str(work / "config.json")], cwd=HERE,
+                              env=browser_tools["env"], capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"frontend_check.mjs did not finish within {BROWSER_TIMEOUT_S:.0f}s")
+    out = Path(config["out"])
+    if not out.is_file():
+        pytest.fail(f"frontend_check.mjs wrote no report (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    data = json.loads(out.read_text())
+    if data.get("fatal"):
+        pytest.fail(f"the browser session failed: {data['fatal']}\nserver log tail:\n{comfy_server.log()[-3000:]}")
+    others = [f"{c['type']}: {c['text'][:160]} ({c['url']})" for c in data["console"]
+              if c["type"] == "error" and not _ours(c)]
+    print(f"\n[frontend] ComfyUI frontend {data.get('frontend_version')}: {len(data['extensions'])} extensions, "
+          f"{len(data['registered_node_types'])} node types; {len(others)} console errors not from this package "
+          f"(404s of optional user files, blocked api.comfy.org), {len(data['page_errors'])} page errors")
+    for line in others[:8] + [e["message"] for e in data["page_errors"] if not _ours(e)][:4]:
+        print(f"[frontend]   {line}")
+    return data
+
+
+def _ours(entry: dict) -> bool:
+    """Whether a console message or page error comes from this package's extension."""
+    text = " ".join(str(entry.get(k, "")) for k in ("text", "url", "message", "stack"))
+    return EXTENSION_FILE in text or EXTENSION_NAME in text or "/extensions/i2vgen" in text
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _same(a, b) -> bool:
+    """Equal JSON values; numbers within float round-off (the browser writes 9.0 as 9), bools only to bools."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _ui(name: str) -> dict:
+    return json.loads((REPO / "workflows" / f"{name}.json").read_text())
+
+
+def _api(name: str) -> dict:
+    return json.loads((REPO / "workflows" / "api" / f"{name}.api.json").read_text())
+
+
+def _loaded(report: dict, name: str) -> dict:
+    got = report["workflows"].get(name)
+    assert got is not None, f"the browser did not load {name}.json"
+    assert got["error"] is None, f"{name}.json: {got['error']}"
+    return got
+
+
+def _is_link(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int) and not isinstance(value[1], bool)
+
+
+def _normalise_links(inputs: dict) -> dict:
+    return {k: [str(v[0]), v[1]] if _is_link(v) else v for k, v in inputs.items()}
+
+
+def _optional_defaults(object_info: dict, class_type: str) -> dict:
+    """{name: default} of a node's optional widget inputs (a combo without a default starts at its first option)."""
+    out = {}
+    for name, spec in object_info.get(class_type, {}).get("input", {}).get("optional", {}).items():
+        opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+        if "default" in opts:
+            out[name] = opts["default"]
+        elif isinstance(spec[0], list) and spec[0]:
+            out[name] = spec[0][0]
+    return out
+
+
+def _check_added_optionals(where: str, added: dict, defaults: dict) -> None:
+    """Values the browser has but the file lacks must be optional inputs newer than the file, at their defaults.
+
+    The frontend fills the widgets a file has no value for with their defaults, and the server does the same for
+    inputs an API prompt leaves out, so such a file still means the same graph (regenerate it to spell them out).
+    """
+    for key, value in added.items():
+        assert key in defaults, f"{where}: has {key}={value!r}, which the file does not give and is not optional"
+        assert _same(value, defaults[key]), f"{where}: {key}={value!r}, not its default {defaults[key]!r}"
+
+
+# ------------------------------------------------------------------------------------------------ tests
+def test_page_loads_and_our_extension_registers_without_errors(report, comfy_server, pack_name, contract_nodes):
+    scripts = [r for r in report["extension_responses"] if r["url"].endswith("/" + EXTENSION_FILE)]
+    assert any(f"/extensions/{pack_name}/" in r["url"] for r in scripts), \
+        f"the page did not load /extensions/{pack_name}/{EXTENSION_FILE}; it loaded {report['extension_responses']}"
+    assert all(r["status"] == 200 for r in scripts), scripts
+    listed = [p for p in comfy_server.client.get("/extensions") if p.endswith("/" + EXTENSION_FILE)]
+    assert listed, "/extensions does not list js/i2vgen_xl.js"
+    count = report["extensions"].count(EXTENSION_NAME)
+    assert count == 1, (f"{EXTENSION_NAME} is registered {count} times (served as {listed}); "
+                        f"extensions: {report['extensions']}")
+    missing = [n for n in contract_nodes if n not in report["registered_node_types"]]
+    assert not missing, f"LiteGraph has no node type for {missing}"
+    errors = [c for c in report["console"] if c["type"] == "error" and _ours(c)]
+    errors += [e for e in report["page_errors"] if _ours(e)]
+    assert not errors, "errors from js/i2vgen_xl.js in the browser:\n" + json.dumps(errors, indent=1)[:4000]
+
+
+def test_unknown_node_is_detected(report):
+    """Negative control: the first workflow with one node renamed is seen as missing (so the checks below can fail)."""
+    control = report["control"]
+    bad = [n for n in control["nodes"] if n["type"] == control["missing_type"]]
+    assert bad and not bad[0]["registered"] and bad[0]["has_errors"], bad
+    assert any(MISSING_DIALOG.search(d) and control["missing_type"] in d for d in control["dialogs"]), \
+        f"no missing-nodes dialog for {control['missing_type']}: {control['dialogs']}"
+
+
+@pytest.mark.parametrize("name", [p.stem for p in UI_WORKFLOWS])
+def test_workflow_opens_with_every_node_known(report, name):
+    got, ui = _loaded(report, name), _ui(name)
+    unknown = [f"{n['id']}:{n['type']}" for n in got["nodes"] if not n["registered"] or n["has_errors"]]
+    assert not unknown, f"{name}.json: node types the frontend does not know: {unknown}"
+    dialogs = [d for d in got["dialogs"] if MISSING_DIALOG.search(d)]
+    assert not dialogs, f"{name}.json opened a dialog: {dialogs}"
+    assert len(got["nodes"]) == len(ui["nodes"]), \
+        f"{name}.json has {len(ui['nodes'])} nodes, the graph {len(got['nodes'])}"
+    assert sorted((n["id"], n["type"]) for n in got["nodes"]) == sorted((n["id"], n["type"]) for n in ui["nodes"])
+    assert got["draw_error"] is None, f"drawing {name} failed: {got['draw_error']}"
+    threw = {k: v for k, v in got["foreground_text"].items() if any("threw" in t for t in v)}
+    assert not threw, threw
+
+
+@pytest.mark.parametrize("name", [p.stem for p in UI_WORKFLOWS])
+def test_widgets_hold_the_file_values(report, object_info, name):
+    got, ui, api = _loaded(report, name), _ui(name), _api(name)
+    in_file = {n["id"]: n for n in ui["nodes"]}
+    ours = 0
+    for node in got["nodes"]:
+        expected = in_file[node["id"]]["widgets_values"]
+        where = f"{name}.json node {node['id']} ({node['type']})"
+        values = [w["value"] for w in node["widgets"]]
+        assert _same(values[:len(expected)], expected), \
+            f"{where}: widgets {[(w['name'], w['value']) for w in node['widgets']]}, file {expected}"
+        added = {w["name"]: w["value"] for w in node["widgets"][len(expected):]}
+        _check_added_optionals(where, added, _optional_defaults(object_info, node["type"]))
+        assert _same(node["widgets_values"], values), f"{where}: saves {node['widgets_values']}, widgets {values}"
+        literal = {k: v for k, v in api.get(str(node["id"]), {}).get("inputs", {}).items() if not _is_link(v)}
+        by_name = {w["name"]: w["value"] for w in node["widgets"]}
+        for key, value in literal.items():
+            assert key in by_name, f"{where}: no widget named {key!r} (widgets: {list(by_name)})"
+            assert _same(by_name[key], value), f"{where}: widget {key} = {by_name[key]!r}, API file says {value!r}"
+        if node["type"].startswith(NODE_PREFIX):
+            ours += 1
+            assert (node["color"], node["bgcolor"]) == (NODE_COLOR, NODE_BGCOLOR), \
+                f"{where}: colour {node['color']}/{node['bgcolor']}, the extension sets {NODE_COLOR}/{NODE_BGCOLOR}"
+    assert ours >= 3, f"{name}.json has only {ours} I2VGen-XL nodes"
+
+
+@pytest.mark.parametrize("name", [p.stem for p in UI_WORKFLOWS])
+def test_graph_to_prompt_gives_the_api_file(report, object_info, name):
+    got, api = _loaded(report, name), _api(name)
+    prompt = got["prompt"]
+    assert prompt, f"graphToPrompt gave nothing for {name}"
+    assert sorted(prompt) == sorted(api), f"{name}: node ids {sorted(prompt)} in the browser, {sorted(api)} in the file"
+    for key, node in api.items():
+        where = f"{name} node {key}"
+        assert prompt[key]["class_type"] == node["class_type"], where
+        mine, theirs = _normalise_links(prompt[key]["inputs"]), _normalise_links(node["inputs"])
+        added = {k: v for k, v in mine.items() if k not in theirs}
+        _check_added_optionals(f"{where} ({node['class_type']}) in the browser", added,
+                               _optional_defaults(object_info, node["class_type"]))
+        mine = {k: v for k, v in mine.items() if k in theirs}
+        assert _same(mine, theirs), f"{where} ({node['class_type']}):\n browser {mine}\n file    {theirs}"
+
+
+def test_latent_upscale_hint_matches_the_python_snap(report):
+    from i2vgen_core.preprocess import snap_refiner_size
+
+    snap = report["snap"]
+    assert "error" not in snap, snap
+    for case in snap["cases"]:
+        w, h = snap_refiner_size(case["width"], case["height"])
+        expected = (f"refiner size {w}x{h}" if (w, h) == (case["width"], case["height"])
+                    else f"snapped to {w}x{h} for the refiner")
+        assert case["texts"] == [expected], f"{case['width']}x{case['height']}: drew {case['texts']}, " \
+                                            f"snap_refiner_size gives {w}x{h}"
+    assert snap["texts_when_off"] == [], "the hint is drawn although snap_for_refiner is off"
+    for name, got in report["workflows"].items():
+        for node in got["nodes"]:
+            if node["type"] == "I2VGenXLLatentUpscale":
+                values = {w["name"]: w["value"] for w in node["widgets"]}
+                if values.get("snap_for_refiner"):
+                    w, h = snap_refiner_size(values["width"], values["height"])
+                    assert any(f"{w}x{h}" in t for t in got["foreground_text"].get(str(node["id"]), [])), \
+                        (name, node["id"], got["foreground_text"])
+
+
+def test_templates_are_listed(comfy_server, pack_name):
+    """The template browser's sources: GET /workflow_templates and /api/workflow_templates/PACK/NAME.json."""
+    templates = comfy_server.client.get("/workflow_templates")
+    assert pack_name in templates, f"/workflow_templates has no {pack_name!r}: {templates}"
+    names = templates[pack_name]
+    assert not [n for n in names if n.endswith(".api")], f"API-format files are listed as templates: {names}"
+    assert sorted(names) == [p.stem for p in UI_WORKFLOWS], names
+    assert len(names) == 4, names
+    for name in names:
+        url = f"{comfy_server.client.base}/api/workflow_templates/{pack_name}/{name}.json"
+        with urllib.request.urlopen(url, timeout=30) as r:
+            assert json.loads(r.read()) == _ui(name), f"{url} does not serve workflows/{name}.json"

@@ -145,10 +145,28 @@ class I2VGenXLModelLoader:
                     "tooltip": "Attention implementation. auto/sdpa = PyTorch scaled-dot-product attention (flash or "
                                "memory-efficient kernels on GPU); xformers needs the xformers package and a CUDA GPU; "
                                "chunked uses the least memory and is the slowest."}),
-            }
+            },
+            "optional": {
+                "fused_projections": ("BOOLEAN", {
+                    "default": True,
+                    "tooltip": "Compute each attention's q/k/v (or k/v) projections as one matrix multiply. Same "
+                               "result, fewer kernel launches; weights and LoRA keys stay separate. Turned off "
+                               "automatically per layer while ComfyUI casts or patches weights on the fly."}),
+                "channels_last": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Keep activations and convolution weights in NHWC layout (tensor-core friendly on "
+                               "NVIDIA GPUs, spatial attention tokens become free views). Same result; measure "
+                               "with bench/gpu.py before relying on it."}),
+                "compile": (["disabled", "blocks"], {
+                    "default": "disabled",
+                    "tooltip": "blocks = torch.compile every resnet and transformer block (regional compilation): "
+                               "the first run compiles for minutes, later runs at the same size are faster. Needs "
+                               "a working Triton/C++ toolchain; leave disabled if unsure."}),
+            },
         }
 
-    def load(self, unet_name: str, weight_dtype: str = "auto", attention: str = "auto"):
+    def load(self, unet_name: str, weight_dtype: str = "auto", attention: str = "auto",
+             fused_projections: bool = True, channels_last: bool = False, compile: str = "disabled"):
         path = resolve_unet_path(unet_name)
         load_device = comfy.model_management.get_torch_device()
         offload_device = comfy.model_management.unet_offload_device()
@@ -162,6 +180,10 @@ class I2VGenXLModelLoader:
         except CheckpointError as err:
             raise ValueError(f"{unet_name}: {err}") from None
         self._set_attention(unet, attention, load_device, unet_name)
+        unet.set_fused_projections(fused_projections)
+        unet.set_channels_last(channels_last)
+        if compile == "blocks":
+            unet.compile_blocks()
         model = I2VGenXLModel(unet, weight_dtype=dtype, manual_cast_dtype=manual_cast, device=offload_device)
         log.info("I2VGen-XL: loaded %s as %s, weights %s, compute %s, attention %s", unet_name,
                  VARIANT_NAMES.get(model.i2vgen_variant, model.i2vgen_variant), dtype, manual_cast or dtype,

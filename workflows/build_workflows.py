@@ -69,9 +69,16 @@ class Graph:
     note: str = ""
 
 
+# the loader's optional speed levers, at their defaults (explicit so the UI files carry every widget value)
+LOADER_SPEED_DEFAULTS = {"fused_projections": True, "channels_last": False, "compile": "disabled"}
+
+
+def _loader_inputs(unet: str) -> dict:
+    return {"unet_name": unet, "weight_dtype": "auto", "attention": "auto", **LOADER_SPEED_DEFAULTS}
+
+
 def _loaders(first_id: int, unet: str, *, clip: bool = True, vision: bool = True, title: str | None = None):
-    nodes = [Node(first_id, "I2VGenXLModelLoader", {"unet_name": unet, "weight_dtype": "auto", "attention": "auto"},
-                  title=title)]
+    nodes = [Node(first_id, "I2VGenXLModelLoader", _loader_inputs(unet), title=title)]
     if clip:
         nodes.append(Node(first_id + 1, "CLIPLoader", {"clip_name": TEXT_ENCODER, "type": "stable_diffusion",
                                                        "device": "default"}))
@@ -139,7 +146,7 @@ def graph_cascade() -> Graph:
         Node(12, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
                                            "frame_mode": "repeat", "snap_for_refiner": True, "frames_per_batch": 4},
              {"samples": (11, 0), "vae": (4, 0)}),
-        Node(13, "I2VGenXLModelLoader", {"unet_name": UNET_MS_VID2VID, "weight_dtype": "auto", "attention": "auto"},
+        Node(13, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID),
              title="Refiner: MS-Vid2Vid-XL"),
         Node(14, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
         Node(15, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
@@ -172,7 +179,7 @@ def graph_ms_cascade() -> Graph:
         Node(12, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
                                            "frame_mode": "repeat", "snap_for_refiner": True, "frames_per_batch": 4},
              {"samples": (11, 0), "vae": (4, 0)}),
-        Node(13, "I2VGenXLModelLoader", {"unet_name": UNET_MS_VID2VID, "weight_dtype": "auto", "attention": "auto"},
+        Node(13, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID),
              title="Refiner: MS-Vid2Vid-XL"),
         Node(14, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
         Node(15, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),

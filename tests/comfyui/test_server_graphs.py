@@ -124,6 +124,17 @@ def test_vgen_checkpoint_and_fp8_storage(comfy_server):
     assert_success(comfy_server.client.run(g.nodes, timeout=900))
 
 
+def test_loader_speed_options(comfy_server):
+    """The loader's speed levers (unfused projections, channels-last) run through ComfyUI's sampling unchanged."""
+    g = Graph()
+    n = encoders(g)
+    model = g.node("I2VGenXLModelLoader", unet_name=UNETS["i2vgen_xl"], weight_dtype="auto", attention="chunked",
+                   fused_projections=False, channels_last=True, compile="disabled")
+    sampler = base_sampler(g, model, conditioning(g, n), steps=2, seed=5)
+    decode_and_save(g, n, sampler, prefix="speed_options", video=False)
+    assert_success(comfy_server.client.run(g.nodes, timeout=900))
+
+
 def test_ms_image2video_without_text(comfy_server):
     """MS-Image2Video: CLIP image only (no text, no image latent), fps 8, cfg 3, 448:256-like aspect."""
     g = Graph()

@@ -60,6 +60,11 @@ class Attention(nn.Module):
         return (self.to_q(x), *torch.nn.functional.linear(ctx, w).chunk(2, dim=-1))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention, or cross-attention to `context`; a context with batch B for x with batch B*F is shared
+        by the F frames of each video: their queries attend together, so keys and values are computed once."""
+        if context is not None and context.shape[0] != x.shape[0]:
+            bf, n, c = x.shape
+            return self.forward(x.reshape(context.shape[0], -1, c), context).reshape(bf, n, -1)
         b, n, _ = x.shape
         q, k, v = self._project(x, context)
         m = k.shape[1]

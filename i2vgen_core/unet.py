@@ -199,7 +199,7 @@ class I2VGenUNet(nn.Module):
             context.append(lat.flatten(2).transpose(1, 2))
         if c.use_image_embedding:
             context.append(self.context_embedding(image_embedding.to(dtype)).view(b, c.num_image_tokens, -1))
-        context = torch.cat(context, dim=1).repeat_interleave(frames, dim=0)
+        context = torch.cat(context, dim=1)  # [B, tokens, C]: shared by the frames of each video, never repeated
         emb = emb.repeat_interleave(frames, dim=0)
 
         x = sample.to(dtype).transpose(1, 2).reshape(b * frames, c.in_channels, h, w)

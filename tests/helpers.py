@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import pytest
 import torch
 
 from i2vgen_core import build_unet, tiny_config
@@ -30,3 +34,34 @@ def inputs_for(unet, batch: int = 2, frames: int = 3, h: int = 8, w: int = 12, s
     if c.use_fps:
         kw["fps"] = torch.full((batch,), 16)
     return torch.randn(batch, 4, frames, h, w, generator=g), torch.linspace(999, 1, batch).round(), kw
+
+
+# diffusers' DDIMScheduler exactly as the hub's ali-vilab/i2vgen-xl scheduler/scheduler_config.json sets it
+HUB_SCHEDULER_CONFIG = {
+    "beta_end": 0.02,
+    "beta_schedule": "squaredcos_cap_v2",
+    "beta_start": 0.0001,
+    "clip_sample": False,
+    "clip_sample_range": 1.0,
+    "dynamic_thresholding_ratio": 0.995,
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True,
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": True,
+    "steps_offset": 1,
+    "thresholding": False,
+    "timestep_spacing": "leading",
+}
+
+
+def modelscope_file(relative: str) -> Path:
+    """Path of a file inside the installed modelscope multi_modal models package (loaded as a file, never the
+    package); skips the test when it is not there."""
+    spec = importlib.util.find_spec("modelscope")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("modelscope is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "multi_modal" / relative
+    if not path.exists():
+        pytest.skip(f"{path} not found in this modelscope version")
+    return path

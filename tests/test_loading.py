@@ -1,7 +1,6 @@
 """Checkpoint formats, wrappers, dtypes, the converter, and clear errors for files that are not ours."""
 
 import pickle
-from pathlib import Path
 
 import pytest
 import torch

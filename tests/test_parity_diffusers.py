@@ -16,26 +16,12 @@ latent and [B,C] embedding.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 
-def _reference_models():
-    """tests/reference_models.py, imported by path (pytest runs with --import-mode=importlib)."""
-    name = "i2vgen_parity_reference_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference_models.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-rm = _reference_models()
+import reference_models as rm  # noqa: E402  (tests/ is on sys.path via conftest)
 
 if rm.diffusers_i2vgen_unet_class() is None:
     pytest.skip("diffusers with I2VGenXLUNet (<= 0.42) is not installed; it is the i2vgen_xl reference",

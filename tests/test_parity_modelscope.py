@@ -17,26 +17,12 @@ even at every level but the last, i.e. h = 2 mod 8), widths a multiple of 8.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 
-def _reference_models():
-    """tests/reference_models.py, imported by path (pytest runs with --import-mode=importlib)."""
-    name = "i2vgen_parity_reference_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference_models.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-rm = _reference_models()
+import reference_models as rm  # noqa: E402  (tests/ is on sys.path via conftest)
 
 _missing = [rm.MODELSCOPE_UNET_FILES[k][1] for k in rm.MODELSCOPE_UNET_FILES if rm.modelscope_unet_file(k) is None]
 if _missing:

@@ -16,22 +16,8 @@ import torch
 
 from i2vgen_core.pipeline import run_base_stage, run_refine_stage
 
-HUB_SCHEDULER_CONFIG = {
-    "beta_end": 0.02,
-    "beta_schedule": "squaredcos_cap_v2",
-    "beta_start": 0.0001,
-    "clip_sample": False,
-    "clip_sample_range": 1.0,
-    "dynamic_thresholding_ratio": 0.995,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "sample_max_value": 1.0,
-    "set_alpha_to_one": True,
-    "steps_offset": 1,
-    "thresholding": False,
-    "timestep_spacing": "leading",
-}
+from helpers import HUB_SCHEDULER_CONFIG
+
 FRAMES, STEPS, SIZE = 4, 3, 32
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,23 +17,8 @@ import torch
 from i2vgen_core import sampling as K
 from i2vgen_core.schedules import alphas_cumprod
 
-HUB_SCHEDULER_CONFIG = {
-    "_class_name": "DDIMScheduler",
-    "beta_end": 0.02,
-    "beta_schedule": "squaredcos_cap_v2",
-    "beta_start": 0.0001,
-    "clip_sample": False,
-    "clip_sample_range": 1.0,
-    "dynamic_thresholding_ratio": 0.995,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "sample_max_value": 1.0,
-    "set_alpha_to_one": True,
-    "steps_offset": 1,
-    "thresholding": False,
-    "timestep_spacing": "leading",
-}
+from helpers import HUB_SCHEDULER_CONFIG, modelscope_file
+
 SHAPE = (2, 4, 3, 4, 5)  # B, C, F, h, w
 
 
@@ -42,21 +26,10 @@ SHAPE = (2, 4, 3, 4, 5)  # B, C, F, h, w
 # helpers
 
 
-def _modelscope_file(relative: str) -> Path:
-    """Path inside the installed modelscope multi_modal models package (files are loaded, the package is not)."""
-    spec = importlib.util.find_spec("modelscope")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("modelscope is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "multi_modal" / relative
-    if not path.exists():
-        pytest.skip(f"{path} not found in this modelscope version")
-    return path
-
-
 @pytest.fixture(scope="module")
 def v2v_ref():
     """ModelScope video_to_video/utils modules, loaded as a throw-away package (torchsde stubbed if missing)."""
-    utils = _modelscope_file("video_to_video/utils")
+    utils = modelscope_file("video_to_video/utils")
     pkg_name = "_ref_v2v_utils"
     modules = {}
     with pytest.MonkeyPatch.context() as mp:
@@ -77,7 +50,7 @@ def v2v_ref():
 @pytest.fixture(scope="module")
 def i2v_diffusion():
     """ModelScope image_to_video/utils/diffusion.py: the DDIM loop VGen's DiffusionDDIM also uses."""
-    path = _modelscope_file("image_to_video/utils/diffusion.py")
+    path = modelscope_file("image_to_video/utils/diffusion.py")
     spec = importlib.util.spec_from_file_location("_ref_i2v_diffusion", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

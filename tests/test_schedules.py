@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from i2vgen_core import schedules as S
 
+from helpers import modelscope_file
+
 TOL = 1e-6
-
-
-def _modelscope_file(relative: str) -> Path:
-    """Path of a file inside the installed modelscope multi_modal models package (not imported as a package)."""
-    spec = importlib.util.find_spec("modelscope")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("modelscope is not installed")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "multi_modal" / relative
-    if not path.exists():
-        pytest.skip(f"{path} not found in this modelscope version")
-    return path
 
 
 def _load(name: str, relative: str):
     """Load one ModelScope source file as a stand-alone module."""
-    spec = importlib.util.spec_from_file_location(name, _modelscope_file(relative))
+    spec = importlib.util.spec_from_file_location(name, modelscope_file(relative))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -103,7 +103,7 @@ def _conditioning(
 
 def _guided_model(unet, cond: dict, uncond: Optional[dict], scale: float, rescale: float = 0.0):
     """``model_fn(x, t)``: one UNet call on ``[uncond, cond]`` combined with classifier-free guidance."""
-    dt = _param(unet).dtype
+    dt = getattr(unet, "dtype", None) or _param(unet).dtype  # compute dtype (weights may be stored in fp8)
     both = {k: torch.cat([uncond[k], cond[k]]) for k in cond} if uncond is not None else None
 
     def model_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -234,3 +234,17 @@ def test_stages_run_on_tiny_core_unets():
     assert out.shape == (1, 4, 2, 10, 8) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="refine method"):
         run_refine_stage(refiner, out, text=text, negative_text=text, method="euler")
+
+
+def test_base_stage_runs_with_fp8_weight_storage():
+    """Weights stored in fp8 are computed in the UNet's compute dtype (the pipeline must not cast inputs to fp8)."""
+    from helpers import random_unet
+    from i2vgen_core import export_state_dict, load_unet
+
+    unet = load_unet(export_state_dict(random_unet(), "vgen"), dtype=torch.float8_e4m3fn,
+                     compute_dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    out = run_base_stage(unet, text=torch.randn(1, 77, 1024), negative_text=torch.randn(1, 77, 1024),
+                         image_embedding=torch.randn(1, 1024), image_latent=torch.randn(1, 4, 8, 8), num_frames=3,
+                         steps=2, generator=g)
+    assert out.shape == (1, 4, 3, 8, 8) and torch.isfinite(out).all()

@@ -32,14 +32,11 @@ import comfy.supported_models_base
 
 from ..i2vgen_core import schedules
 from ..i2vgen_core.unet import I2VGenUNet, check_latent_size
+from .common import COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT
 
 #: The value ComfyUI's ``rescale_zero_terminal_snr_sigmas`` gives the last ``alphas_cumprod`` of a zero-SNR schedule.
 ZSNR_LAST_ALPHAS_CUMPROD = 4.8973451890853435e-08
 
-#: Conditioning keys written by I2VGenXLConditioning (the node contract).
-COND_IMAGE_EMBEDDING = "i2vgen_image_embedding"
-COND_IMAGE_LATENT = "i2vgen_image_latent"
-COND_FPS = "i2vgen_fps"
 
 VARIANT_NAMES = {
     "i2vgen_xl": "I2VGen-XL",

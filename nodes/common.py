@@ -14,6 +14,11 @@ CATEGORY_LATENT = "I2VGen-XL/latent"
 CATEGORY_VIDEO = "I2VGen-XL/video"
 
 MAX_RESOLUTION = 8192
+
+# Conditioning keys I2VGenXLConditioning writes and the model's extra_conds reads (the node contract).
+COND_IMAGE_EMBEDDING = "i2vgen_image_embedding"
+COND_IMAGE_LATENT = "i2vgen_image_latent"
+COND_FPS = "i2vgen_fps"
 TEXT_TOKENS, TEXT_DIM = 77, 1024
 IMAGE_EMBED_DIM = 1024
 

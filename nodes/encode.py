@@ -6,12 +6,10 @@ from __future__ import annotations
 import torch
 
 from ..i2vgen_core import preprocess as pre
-from .common import (CATEGORY_CONDITIONING, IMAGE_EMBED_DIM, MAX_RESOLUTION, TEXT_DIM, TEXT_TOKENS, Progress,
-                     check_interrupt, chunks, intermediate_device, single_image, size_error)
+from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
+                     MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, check_interrupt, chunks, intermediate_device,
+                     single_image, size_error)
 
-KEY_EMBEDDING = "i2vgen_image_embedding"
-KEY_LATENT = "i2vgen_image_latent"
-KEY_FPS = "i2vgen_fps"
 
 
 def _size_inputs(width: int, height: int) -> dict:
@@ -166,8 +164,8 @@ class I2VGenXLConditioning:
         if length < 1:
             raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
         h, w = height // 8, width // 8
-        pos_values: dict = {KEY_FPS: int(fps)}
-        neg_values: dict = {KEY_FPS: int(fps)}
+        pos_values: dict = {COND_FPS: int(fps)}
+        neg_values: dict = {COND_FPS: int(fps)}
         if clip_vision_output is not None:
             emb = clip_vision_output["image_embeds"]
             if emb.ndim == 3:
@@ -177,8 +175,8 @@ class I2VGenXLConditioning:
                                  f"{tuple(emb.shape)}; expected [1, 1024] from OpenCLIP ViT-H/14 (use I2VGen-XL "
                                  f"Semantic Encode with the ViT-H image encoder)")
             emb = emb[:1].float().cpu()
-            pos_values[KEY_EMBEDDING] = emb
-            neg_values[KEY_EMBEDDING] = torch.zeros_like(emb)
+            pos_values[COND_IMAGE_EMBEDDING] = emb
+            neg_values[COND_IMAGE_EMBEDDING] = torch.zeros_like(emb)
         if image_latent is not None:
             lat = image_latent["samples"]
             if lat.ndim == 5:
@@ -191,8 +189,8 @@ class I2VGenXLConditioning:
                                  f"but the video is {width}x{height}px; set the same width and height on I2VGen-XL "
                                  f"Detail Encode")
             lat = lat[:1].float().cpu()
-            pos_values[KEY_LATENT] = lat
-            neg_values[KEY_LATENT] = lat
+            pos_values[COND_IMAGE_LATENT] = lat
+            neg_values[COND_IMAGE_LATENT] = lat
         positive = _set_values(positive if positive is not None else _zero_conditioning(), pos_values)
         negative = _set_values(negative if negative is not None else _zero_conditioning(), neg_values)
         latent = torch.zeros(batch_size, 4, length, h, w, device=intermediate_device())

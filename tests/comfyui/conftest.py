@@ -310,11 +310,12 @@ def start_server(base: Path) -> ComfyServer:
     manifest = write_demo_weights(demo)
     _copy_example_inputs(dirs["input"])
     (dirs["models"] / "i2vgen").mkdir(exist_ok=True)  # the loader's own folder; tests drop extra files here
+    (dirs["models"] / "loras").mkdir(exist_ok=True)
 
     lines = ["i2vgen_demo:", f"    base_path: {demo}"]
     lines += [f"    {folder}: {folder}" for folder in sorted(manifest)]
     lines += ["i2vgen_tests:", f"    base_path: {dirs['models']}", f"    custom_nodes: {dirs['custom_nodes']}",
-              "    i2vgen: i2vgen"]
+              "    i2vgen: i2vgen", "    loras: loras"]
     yaml_path = base / "extra_model_paths.yaml"
     yaml_path.write_text("\n".join(lines) + "\n")
 

@@ -135,6 +135,44 @@ def test_loader_speed_options(comfy_server):
     assert_success(comfy_server.client.run(g.nodes, timeout=900))
 
 
+def test_sampler_custom_advanced_with_a_lora(comfy_server):
+    """ComfyUI's SamplerCustomAdvanced (noise, CFG guider, sampler, scheduler) on our MODEL with a LoRA applied by
+    the native LoraLoaderModelOnly: every LoRA key maps onto our parameters."""
+    import torch
+    from safetensors.torch import save_file
+
+    from i2vgen_core import load_unet
+
+    unet = load_unet(comfy_server.demo_dir / "diffusion_models" / UNETS["i2vgen_xl"], device="meta")
+    targets = [k[: -len(".weight")] for k in unet.state_dict()
+               if k.endswith(("attn1.to_q.weight", "attn2.to_k.weight", "ff.net.2.weight"))][:6]
+    g = torch.Generator().manual_seed(0)
+    lora = {}
+    for name in targets:
+        out_f, in_f = unet.get_submodule(name).weight.shape
+        lora[f"diffusion_model.{name}.lora_up.weight"] = torch.randn(out_f, 2, generator=g) * 0.1
+        lora[f"diffusion_model.{name}.lora_down.weight"] = torch.randn(2, in_f, generator=g) * 0.1
+        lora[f"diffusion_model.{name}.alpha"] = torch.tensor(2.0)
+    save_file(lora, str(comfy_server.models_dir / "loras" / "i2vgen_test_lora.safetensors"))
+
+    gr = Graph()
+    n = encoders(gr)
+    cond = conditioning(gr, n)
+    model = gr.node("LoraLoaderModelOnly", model=gr.out(loader(gr, "i2vgen_xl")),
+                    lora_name="i2vgen_test_lora.safetensors", strength_model=0.8)
+    noise = gr.node("RandomNoise", noise_seed=9)
+    guider = gr.node("CFGGuider", model=gr.out(model), positive=gr.out(cond, 0), negative=gr.out(cond, 1), cfg=9.0)
+    sampler = gr.node("KSamplerSelect", sampler_name="euler")
+    sigmas = gr.node("BasicScheduler", model=gr.out(model), scheduler="simple", steps=2, denoise=1.0)
+    adv = gr.node("SamplerCustomAdvanced", noise=gr.out(noise), guider=gr.out(guider), sampler=gr.out(sampler),
+                  sigmas=gr.out(sigmas), latent_image=gr.out(cond, 2))
+    preview = decode_and_save(gr, n, adv, prefix="custom_advanced", video=False)
+    result = comfy_server.client.run(gr.nodes, timeout=900)
+    assert_success(result)
+    assert len(result.executed[preview]["images"]) == FRAMES
+    assert "lora key not loaded" not in comfy_server.log(), "a LoRA key did not map onto the I2VGen-XL UNet"
+
+
 def test_ms_image2video_without_text(comfy_server):
     """MS-Image2Video: CLIP image only (no text, no image latent), fps 8, cfg 3, 448:256-like aspect."""
     g = Graph()

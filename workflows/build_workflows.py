@@ -100,6 +100,23 @@ def _save(first_id: int, decode_from: int, fps_from: tuple[int, int], prefix: st
     ]
 
 
+def _refine_tail() -> list:
+    """Nodes 12-16 of both cascades: Latent Upscale of base sampler 11 to 1280x720, the MS-Vid2Vid-XL loader, its
+    prompts and the Refine Sampler (SDEdit from t=599, dpmpp_2m_sde 30 steps, cfg 7.5, rescale 0.2)."""
+    return [
+        Node(12, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
+                                           "frame_mode": "repeat", "snap_for_refiner": True, "frames_per_batch": 4},
+             {"samples": (11, 0), "vae": (4, 0)}),
+        Node(13, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID), title="Refiner: MS-Vid2Vid-XL"),
+        Node(14, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
+        Node(15, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
+        Node(16, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
+                                           "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
+                                           "scheduler": "simple"},
+             {"model": (13, 0), "positive": (14, 0), "negative": (15, 0), "latent_image": (12, 0)}),
+    ]
+
+
 def graph_image_to_video() -> Graph:
     """I2VGen-XL single stage: 1280x704, 16 frames, DDIM 50, cfg 9."""
     nodes = _loaders(1, UNET_I2VGEN_DIFFUSERS) + [
@@ -143,18 +160,7 @@ def graph_cascade() -> Graph:
         Node(11, "I2VGenXLSampler", {"seed": 8888, "steps": 50, "cfg": 9.0, "sampler_name": "ddim",
                                      "scheduler": "ddim_uniform"},
              {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
-        Node(12, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
-                                           "frame_mode": "repeat", "snap_for_refiner": True, "frames_per_batch": 4},
-             {"samples": (11, 0), "vae": (4, 0)}),
-        Node(13, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID),
-             title="Refiner: MS-Vid2Vid-XL"),
-        Node(14, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
-        Node(15, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
-        Node(16, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
-                                           "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
-                                           "scheduler": "simple"},
-             {"model": (13, 0), "positive": (14, 0), "negative": (15, 0), "latent_image": (12, 0)}),
-    ] + _save(17, 16, (17, 1), "video/i2vgen_xl_cascade")
+    ] + _refine_tail() + _save(17, 16, (17, 1), "video/i2vgen_xl_cascade")
     return Graph("i2vgen_xl_cascade", "I2VGen-XL at 640x352 refined to 1280x720 with MS-Vid2Vid-XL", nodes, note=(
         "## I2VGen-XL + MS-Vid2Vid-XL cascade\n"
         "The released I2VGen-XL is single-stage; this graph uses it as a fast low-resolution base (640x352) and "
@@ -176,18 +182,7 @@ def graph_ms_cascade() -> Graph:
         Node(11, "I2VGenXLSampler", {"seed": 666, "steps": 50, "cfg": 3.0, "sampler_name": "ddim",
                                      "scheduler": "ddim_uniform"},
              {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
-        Node(12, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
-                                           "frame_mode": "repeat", "snap_for_refiner": True, "frames_per_batch": 4},
-             {"samples": (11, 0), "vae": (4, 0)}),
-        Node(13, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID),
-             title="Refiner: MS-Vid2Vid-XL"),
-        Node(14, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
-        Node(15, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
-        Node(16, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
-                                           "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
-                                           "scheduler": "simple"},
-             {"model": (13, 0), "positive": (14, 0), "negative": (15, 0), "latent_image": (12, 0)}),
-    ] + _save(17, 16, (17, 1), "video/ms_image2video_cascade")
+    ] + _refine_tail() + _save(17, 16, (17, 1), "video/ms_image2video_cascade")
     return Graph("ms_image2video_cascade", "MS-Image2Video 448x256 (32 frames) refined to 1280x720 by MS-Vid2Vid-XL",
                  nodes, note=(
                      "## MS-Image2Video + MS-Vid2Vid-XL (ModelScope I2VGen-XL cascade)\n"

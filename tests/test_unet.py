@@ -99,3 +99,14 @@ def test_speed_levers_keep_the_numbers():
     assert fp8.out[2].weight.dtype == torch.float8_e4m3fn and fp8.dtype == torch.float32
     err = (fp8(x, t, **kw) - ref).abs().max() / ref.abs().max()
     assert err < 0.1  # fp8 storage rounds each weight to 3 mantissa bits
+
+
+def test_compile_blocks_keeps_the_numbers():
+    """Regional torch.compile (opt-in speed lever) compiles every block in place and changes nothing numerically."""
+    unet = random_unet("ms_vid2vid_xl", channel_mult=(1, 2), attention_levels=(True, False))
+    x, t, kw = inputs_for(unet, h=10, w=16)
+    ref = unet(x, t, **kw)
+    assert unet.compile_blocks(dynamic=False) == 25
+    torch.testing.assert_close(unet(x, t, **kw), ref, atol=1e-5, rtol=1e-5)
+    assert set(unet.state_dict()) == set(random_unet("ms_vid2vid_xl", channel_mult=(1, 2),
+                                                     attention_levels=(True, False)).state_dict())

@@ -148,7 +148,8 @@ def unet_step_table(args, dtype, results):
         abl = {"default": med["ours"]}
         levers = [("no_fused_projections", lambda u, on: u.set_fused_projections(not on)),
                   ("channels_last_on", lambda u, on: u.set_channels_last(on)),
-                  ("attention_chunked", lambda u, on: u.set_attention_backend("chunked" if on else "sdpa"))]
+                  ("attention_chunked", lambda u, on: u.set_attention_backend("chunked" if on else "sdpa")),
+                  ("split_video_norm_on", lambda u, on: u.set_split_video_norm(on))]
         for label, flip in levers:
             flip(ours, True)
             abl[label] = interleaved_median({"x": lambda: ours(x, t, **ours_kw)}, args.repeats, sync=sync)["x"]
@@ -162,9 +163,14 @@ def unet_step_table(args, dtype, results):
             except (RuntimeError, AttributeError) as err:
                 abl[f"sdpa_only_{backend.lower()}"] = f"unavailable: {str(err).splitlines()[0][:80]}"
         if args.compile:
-            ours.compile_blocks(mode="max-autotune-no-cudagraphs")
+            start = time.perf_counter()
+            ours.compile_blocks(mode=args.compile_mode)
+            ours(x, t, **ours_kw)
+            sync()
+            abl["compile_blocks_first_call_s"] = f"{time.perf_counter() - start:.0f} s (compiling)"
             abl["compile_blocks_on"] = interleaved_median({"x": lambda: ours(x, t, **ours_kw)}, args.repeats,
-                                                          sync=sync, warmup=3)["x"]
+                                                          sync=sync, warmup=2)["x"]
+
         results[f"ablations_ms_{name}"] = {k: (v * 1e3 if isinstance(v, float) else v) for k, v in abl.items()}
     sd = {k: v for k, v in ours.state_dict().items()}
     ours = None
@@ -250,6 +256,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few frames/steps: check the script runs")
     parser.add_argument("--skip-diffusers", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time compile_blocks() (slow to compile)")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode for --compile (default: default)")
+    parser.add_argument("--dtypes", default="fp16,bf16", help="which of fp16,bf16 the step table measures")
     parser.add_argument("--sections", default="step,base,refine")
     parser.add_argument("--tiny", action="store_true",
                         help="smoke-test the script itself on CPU with tiny models (no figures worth keeping)")
@@ -263,7 +271,7 @@ def main() -> None:
             sys.exit("bench/gpu.py needs a CUDA GPU (use --tiny to smoke-test it, bench/unet_vs_diffusers.py for "
                      "a CPU comparison)")
         args.device, args.dtype, args.config, args.h, args.w = "cuda", torch.float16, variant_config, 88, 160
-        dtypes = (torch.float16, torch.bfloat16)
+        dtypes = tuple({"fp16": torch.float16, "bf16": torch.bfloat16}[d] for d in args.dtypes.split(","))
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True

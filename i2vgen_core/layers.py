@@ -26,10 +26,15 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return emb
 
 
+def _plain_layer(layer: nn.Module) -> bool:
+    """No per-use casting or patching hooks on this layer (e.g. ComfyUI's), so its weights may be read directly."""
+    return not (getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None)
+                or getattr(layer, "bias_function", None))
+
+
 def _direct_weight(layer: nn.Module) -> bool:
     """Whether a projection's weight may be read directly: no per-use casting or patching hooks (e.g. ComfyUI's)."""
-    if getattr(layer, "comfy_cast_weights", False) or getattr(layer, "weight_function", None) \
-            or getattr(layer, "bias_function", None):
+    if not _plain_layer(layer):
         return False
     # plain torch, our casting layer, or a host layer that declares it is not casting right now (ComfyUI's ops)
     return type(layer).forward in (nn.Linear.forward, CastLinear.forward) or hasattr(layer, "comfy_cast_weights")
@@ -137,6 +142,47 @@ class SpatialTransformer(nn.Module):
         return tokens.transpose(1, 2).reshape(bf, c, h, w) + x
 
 
+def video_group_norm(x: torch.Tensor, norm: nn.GroupNorm, frames: int | None = None) -> torch.Tensor:
+    """GroupNorm of each clip over (group channels, frames, H, W), keeping x's layout.
+
+    `x` is [B, C, F, H, W], or [B*F, C, H, W] with `frames` given (then no transposed copy is made). The statistics
+    are split reductions accumulated in fp32 (a GPU stays busy even for batch 1-2, where the stock kernel gets only
+    B*groups rows); the normalisation is eval-mode batch_norm with per-(clip, channel) parameters: one fused pass
+    that computes (x - mean) * rstd * weight + bias in fp32, like GroupNorm itself.
+    """
+    c, g = x.shape[1], norm.num_groups
+    b = x.shape[0] if frames is None else x.shape[0] // frames
+    if not x.is_cuda or not _plain_layer(norm):
+        # CPU (the stock kernel is fine there and its eval batch_norm folds the affine, losing precision) or
+        # host-managed weights: let the layer itself run on the [B, C, F, H, W] view
+        if frames is None:
+            return norm(x)
+        video = x.reshape(b, frames, c, *x.shape[2:]).transpose(1, 2)
+        return norm(video).transpose(1, 2).reshape(x.shape)
+    acc = torch.promote_types(x.dtype, torch.float32)
+    grouped = x.reshape(b, g, -1) if frames is None else x.reshape(b, frames, g, -1)
+    dims = (2,) if frames is None else (1, 3)
+    if x.dtype == acc:  # fp32/fp64: one Welford pass
+        var, mean = torch.var_mean(grouped, dim=dims, correction=0)
+    else:  # fp16/bf16: Welford variance (accumulated in fp32, rounded once) and an fp32 mean, as GroupNorm keeps it
+        var, mean = torch.var(grouped, dim=dims, correction=0).to(acc), grouped.mean(dim=dims, dtype=acc)
+    per_group = lambda t: t.reshape(b, g, 1).expand(b, g, c // g).reshape(b, c)  # noqa: E731
+    mean, var = per_group(mean), per_group(var)
+    weight = weight_of(norm, x).to(acc) if norm.weight is not None else torch.ones(c, device=x.device, dtype=acc)
+    bias = norm.bias.to(x.device, acc) if norm.bias is not None else torch.zeros(c, device=x.device, dtype=acc)
+    if frames is None:  # channels of the batch_norm = (clip, channel)
+        flat = x.reshape(1, b * c, -1)
+        out = F.batch_norm(flat, mean.reshape(-1), var.reshape(-1), weight.repeat(b), bias.repeat(b), False, 0.0,
+                           norm.eps)
+        return out.reshape(x.shape)
+    out = torch.empty_like(x)
+    for i in range(b):  # one clip's frames share its statistics: batch_norm over [F, C, H*W]
+        clip = slice(i * frames, (i + 1) * frames)
+        out[clip] = F.batch_norm(x[clip].reshape(frames, c, -1), mean[i], var[i], weight, bias, False, 0.0,
+                                 norm.eps).reshape(out[clip].shape)
+    return out
+
+
 class TemporalTransformer(nn.Module):
     """Transformer across the frames of every pixel (self-attention only, no positional embedding)."""
 
@@ -147,13 +193,17 @@ class TemporalTransformer(nn.Module):
         self.proj_in = ops.Linear(channels, inner)
         self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim, None, ops)])
         self.proj_out = ops.Linear(inner, channels)
+        self.split_norm = False  # opt-in: video_group_norm (see I2VGenUNet.set_split_video_norm)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
         b = bf // frames
-        video = x.view(b, frames, c, h, w).transpose(1, 2)  # [B, C, F, H, W] view
-        normed = self.norm(video)
-        tokens = normed.permute(0, 3, 4, 2, 1).reshape(b * h * w, frames, c)
+        if self.split_norm:
+            normed = video_group_norm(x, self.norm, frames).view(b, frames, c, h * w)  # stays [B*F, C, H, W]
+            tokens = normed.permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
+        else:
+            normed = self.norm(x.view(b, frames, c, h, w).transpose(1, 2))  # on the [B, C, F, H, W] view
+            tokens = normed.permute(0, 3, 4, 2, 1).reshape(b * h * w, frames, c)
         tokens = self.proj_in(tokens)
         for block in self.transformer_blocks:
             tokens = block(tokens)
@@ -178,11 +228,17 @@ class TemporalConv(nn.Module):
         self.conv2 = stage(False)
         self.conv3 = stage(False)
         self.conv4 = stage(False)
+        self.split_norm = False  # opt-in: video_group_norm (see I2VGenUNet.set_split_video_norm)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
-        video = x.view(bf // frames, frames, c, h, w).transpose(1, 2)
-        y = self.conv4(self.conv3(self.conv2(self.conv1(video))))
+        y = x.view(bf // frames, frames, c, h, w).transpose(1, 2)  # [B, C, F, H, W]
+        if self.split_norm:
+            y = y.contiguous()
+            for stage in (self.conv1, self.conv2, self.conv3, self.conv4):
+                y = stage[-1](F.silu(video_group_norm(y, stage[0])))
+        else:
+            y = self.conv4(self.conv3(self.conv2(self.conv1(y))))
         return x + y.transpose(1, 2).reshape(bf, c, h, w)
 
 

@@ -8,7 +8,7 @@ from torch import nn
 from .attention import resolve_backend
 from .config import UNetConfig
 from .ops import torch_ops
-from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer,
+from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer, TemporalConv,
                      TemporalTransformer, Upsample, timestep_embedding)
 
 
@@ -115,8 +115,21 @@ class I2VGenUNet(nn.Module):
             if isinstance(module, Attention):
                 module.fused = enabled
 
+    def set_split_video_norm(self, enabled: bool = True) -> None:
+        """Opt-in, GPU only, not yet measured: GroupNorms of the temporal layers via `layers.video_group_norm`
+        (split statistics + one fused pass, no transposed copy), aimed at the stock kernel's low occupancy for
+        batch 1-2 video (12 % of a CUDA step in bench/profile_gpu.py). Same numbers as GroupNorm."""
+        for module in self.modules():
+            if isinstance(module, (TemporalConv, TemporalTransformer)):
+                module.split_norm = enabled
+
     def set_channels_last(self, enabled: bool = True) -> None:
-        """Keep trunk activations and conv weights NHWC (tensor-core friendly; spatial tokens become free views)."""
+        """Keep trunk activations and conv weights NHWC (tensor-core friendly; spatial tokens become free views).
+
+        Call it before `compile_blocks`: compiled blocks bake in the weights' layout."""
+        if enabled != self.channels_last and any(getattr(m, "_compiled_call_impl", None) is not None
+                                                 for m in self.modules()):
+            raise ValueError("set_channels_last must come before compile_blocks (compiled blocks fix the layout)")
         self.channels_last = enabled
         fmt = torch.channels_last if enabled else torch.contiguous_format
         for module in self.modules():
@@ -124,7 +137,13 @@ class I2VGenUNet(nn.Module):
                 module.weight.data = module.weight.data.contiguous(memory_format=fmt)
 
     def compile_blocks(self, **options) -> int:
-        """torch.compile every resnet / transformer block in place (regional compilation); returns how many."""
+        """torch.compile every resnet / transformer block in place (regional compilation); returns how many.
+
+        Blocks of one class share compiled code per input shape, so the network needs more recompilations than
+        torch's default cap of 8 per function; the cap is raised (process-wide) to cover them."""
+        import torch._dynamo
+
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         count = 0
         for module in self.modules():
             if isinstance(module, (ResBlock, SpatialTransformer, TemporalTransformer)):

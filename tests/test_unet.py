@@ -95,6 +95,10 @@ def test_speed_levers_keep_the_numbers():
     unet.set_fused_projections(True)
     unet.set_channels_last(True)
     torch.testing.assert_close(unet(x, t, **kw), ref, atol=1e-6, rtol=1e-5)
+    unet.set_channels_last(False)
+    unet.set_split_video_norm(True)  # on CPU the temporal layers keep the stock GroupNorm: same numbers
+    torch.testing.assert_close(unet(x, t, **kw), ref, atol=1e-6, rtol=1e-5)
+    unet.set_split_video_norm(False)
     fp8 = load_unet(export_state_dict(unet, "vgen"), dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
     assert fp8.out[2].weight.dtype == torch.float8_e4m3fn and fp8.dtype == torch.float32
     err = (fp8(x, t, **kw) - ref).abs().max() / ref.abs().max()
@@ -108,5 +112,25 @@ def test_compile_blocks_keeps_the_numbers():
     ref = unet(x, t, **kw)
     assert unet.compile_blocks(dynamic=False) == 25
     torch.testing.assert_close(unet(x, t, **kw), ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="before compile_blocks"):
+        unet.set_channels_last(True)
     assert set(unet.state_dict()) == set(random_unet("ms_vid2vid_xl", channel_mult=(1, 2),
                                                      attention_levels=(True, False)).state_dict())
+
+
+def test_video_group_norm_matches_group_norm_on_both_layouts(monkeypatch):
+    from i2vgen_core.layers import video_group_norm
+
+    # the split-statistics path runs on CUDA; pretend, so its arithmetic is checked here too
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+
+    norm = torch.nn.GroupNorm(4, 8, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    video = torch.randn(2, 8, 5, 6, 7) * 3 + 1  # [B, C, F, H, W]
+    ref = norm(video)
+    torch.testing.assert_close(video_group_norm(video, norm), ref, atol=1e-5, rtol=1e-5)
+    frames_first = video.transpose(1, 2).reshape(10, 8, 6, 7)  # [B*F, C, H, W]
+    out = video_group_norm(frames_first, norm, frames=5)
+    torch.testing.assert_close(out, ref.transpose(1, 2).reshape(10, 8, 6, 7), atol=1e-5, rtol=1e-5)

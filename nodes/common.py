@@ -7,6 +7,8 @@ from typing import Iterator, Optional
 
 import torch
 
+from ..i2vgen_core.preprocess import resize_video_bilinear
+
 LOG = logging.getLogger("i2vgen-xl")
 
 CATEGORY_CONDITIONING = "I2VGen-XL/conditioning"
@@ -69,6 +71,19 @@ def chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
     size = max(1, int(size))
     for start in range(0, n, size):
         yield start, min(n, start + size)
+
+
+def encode_frames(vae, frames: torch.Tensor, width: int, height: int, per: int, progress: "Progress", *,
+                  crop: bool = False) -> torch.Tensor:
+    """[F, H, W, 3] pixels -> [F, 4, height/8, width/8] raw latents: bilinear resize (as MS-Vid2Vid-XL's pipeline),
+    then VAE-encode, `per` frames at a time (Cancel honoured between chunks)."""
+    out = []
+    for start, stop in chunks(frames.shape[0], per):
+        check_interrupt()
+        piece = resize_video_bilinear(frames[start:stop].float(), int(width), int(height), crop=crop)
+        out.append(vae.encode(piece).to(intermediate_device()))
+        progress.step()
+    return torch.cat(out, dim=0)
 
 
 def size_error(width: Optional[int], height: Optional[int], *, multiple: int = 8, minimum: int = 64,

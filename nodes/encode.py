@@ -7,7 +7,7 @@ import torch
 
 from ..i2vgen_core import preprocess as pre
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
-                     MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, check_interrupt, chunks, intermediate_device,
+                     MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, encode_frames, intermediate_device,
                      single_image, size_error)
 
 
@@ -237,17 +237,8 @@ class I2VGenXLVideoEncode:
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < 1:
             raise ValueError("I2VGen-XL Video Encode: expected IMAGE frames [frames, height, width, channels]")
         frames = images[..., :3]
-        n = frames.shape[0]
-        progress = Progress(-(-n // max(1, frames_per_batch)))
-        device = intermediate_device()
-        out = []
-        for start, stop in chunks(n, frames_per_batch):
-            check_interrupt()
-            piece = pre.resize_video_bilinear(frames[start:stop].float(), int(width), int(height),
-                                              crop=(crop == "center"))
-            out.append(vae.encode(piece).to(device))
-            progress.step()
-        latent = torch.cat(out, dim=0)  # [F, 4, h, w]
+        progress = Progress(-(-frames.shape[0] // max(1, frames_per_batch)))
+        latent = encode_frames(vae, frames, width, height, frames_per_batch, progress, crop=(crop == "center"))
         return ({"samples": latent.movedim(0, 1).unsqueeze(0).contiguous()},)
 
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from ..i2vgen_core import preprocess as pre
-from .common import (CATEGORY_LATENT, LOG, MAX_RESOLUTION, Progress, check_interrupt, chunks, intermediate_device,
-                     size_error, video_latent)
+from .common import (CATEGORY_LATENT, LOG, MAX_RESOLUTION, Progress, check_interrupt, chunks, encode_frames,
+                     intermediate_device, size_error, video_latent)
 
 
 def _decode_frames(vae, lat: torch.Tensor, size: int, progress: Progress) -> torch.Tensor:
@@ -20,15 +20,6 @@ def _decode_frames(vae, lat: torch.Tensor, size: int, progress: Progress) -> tor
         progress.step()
     return torch.cat(out, dim=0)
 
-
-def _encode_frames(vae, frames: torch.Tensor, size: int, progress: Progress) -> torch.Tensor:
-    """[F, H, W, 3] pixels -> [F, 4, h, w] raw latents, `size` frames at a time."""
-    out = []
-    for start, stop in chunks(frames.shape[0], size):
-        check_interrupt()
-        out.append(vae.encode(frames[start:stop]).to(intermediate_device()))
-        progress.step()
-    return torch.cat(out, dim=0)
 
 
 class I2VGenXLLatentUpscale:
@@ -103,11 +94,7 @@ class I2VGenXLLatentUpscale:
             for i in range(b):
                 pixels = _decode_frames(vae, x[i].movedim(1, 0), per, progress)  # [F, H, W, 3]
                 pixels = pre.resample_frames(pixels, target_f, frame_mode, dim=0)
-                lat = []
-                for start, stop in chunks(target_f, per):
-                    piece = pre.resize_video_bilinear(pixels[start:stop], width, height)
-                    lat.append(_encode_frames(vae, piece, per, progress))
-                outs.append(torch.cat(lat, dim=0).movedim(0, 1))
+                outs.append(encode_frames(vae, pixels, width, height, per, progress).movedim(0, 1))
             out = torch.stack(outs, dim=0)
         elif mode == "latent":
             y = pre.resample_frames(x, target_f, frame_mode, dim=2)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
+from .hooks import ForwardHooks, apply_all
 from .ops import CastLinear, torch_ops, weight_of
 
 
@@ -79,6 +80,52 @@ class Attention(nn.Module):
         out = attention(q, k, v, self.backend)
         return self.to_out[0](out.transpose(1, 2).reshape(b, n, -1))
 
+    def forward_hooked(self, x: torch.Tensor, context: torch.Tensor | None, kind: str,
+                       hooks: ForwardHooks) -> torch.Tensor:
+        """`forward` with the hooks' attention patches, replacement and attention function (see hooks.py)."""
+        call = hooks.call(kind, self.heads, self.to_q.out_features // self.heads)
+        patches = hooks.attn_patch.get(kind)
+        replace = hooks.attn_replace(call) if hooks.attn_replace is not None else None
+        if patches or replace is not None:
+            if context is not None and context.shape[0] != x.shape[0]:  # per-frame view for patches
+                context = context.repeat_interleave(x.shape[0] // context.shape[0], dim=0)
+            value = None
+            if patches:
+                context = x if context is None else context
+                value = context
+                for patch in patches:
+                    x, context, value = patch(x, context, value, call)
+            source = x if context is None else context
+            q, k, v = self.to_q(x), self.to_k(source), self.to_v(source if value is None else value)
+            out = (replace or self._attend_with(hooks))(q, k, v, self.heads, call)
+            out = self.to_out[0](out)
+        elif hooks.attention is not None:
+            out = self._forward_with(x, context, hooks, call)
+        else:
+            out = self.forward(x, context)
+        return apply_all(hooks.attn_output_patch.get(kind, ()), out, call)
+
+    def _attend_with(self, hooks: ForwardHooks):
+        """The attention function for projected [B, N, heads*dim] tensors: the hooks' one, else this layer's."""
+        if hooks.attention is not None:
+            return hooks.attention
+
+        def attend(q, k, v, heads, call):
+            b, n, m = q.shape[0], q.shape[1], k.shape[1]
+            q, k, v = (t.reshape(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
+            return attention(q, k, v, self.backend).transpose(1, 2).reshape(b, n, -1)
+
+        return attend
+
+    def _forward_with(self, x: torch.Tensor, context: torch.Tensor | None, hooks: ForwardHooks,
+                      call) -> torch.Tensor:
+        """`forward` (fused projections, shared video context) with the hooks' attention function."""
+        if context is not None and context.shape[0] != x.shape[0]:
+            bf, n, c = x.shape
+            return self._forward_with(x.reshape(context.shape[0], -1, c), context, hooks, call).reshape(bf, n, -1)
+        q, k, v = self._project(x, context)
+        return self.to_out[0](hooks.attention(q, k, v, self.heads, call))
+
 
 class GEGLU(nn.Module):
     """Linear projection to 2x width, value * gelu(gate)."""
@@ -115,10 +162,25 @@ class TransformerBlock(nn.Module):
         self.norm2 = ops.LayerNorm(dim)
         self.norm3 = ops.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.attn1(self.norm1(x)) + x
-        x = self.attn2(self.norm2(x), context) + x
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, hooks: ForwardHooks | None = None,
+                temporal: bool = False) -> torch.Tensor:
+        if hooks is None:
+            x = self.attn1(self.norm1(x)) + x
+            x = self.attn2(self.norm2(x), context) + x
+            return self.ff(self.norm3(x)) + x
+        # hooked: spatial self-attention is "self", temporal attention "temporal" (both of its attentions: the
+        # temporal transformer's second attention is a self-attention too), cross-attention "cross"
+        kind1 = "temporal" if temporal else "self"
+        kind2 = "temporal" if temporal else "cross"
+        x = self._attn(self.attn1, self.norm1(x), None, kind1, hooks) + x
+        x = apply_all(hooks.after_self_attention, x, hooks)
+        x = self._attn(self.attn2, self.norm2(x), context, kind2, hooks) + x
         return self.ff(self.norm3(x)) + x
+
+    @staticmethod
+    def _attn(layer: Attention, x: torch.Tensor, context: torch.Tensor | None, kind: str,
+              hooks: ForwardHooks) -> torch.Tensor:
+        return layer.forward_hooked(x, context, kind, hooks) if hooks.wants_attention_hooks(kind) else layer(x, context)
 
 
 class SpatialTransformer(nn.Module):
@@ -132,13 +194,18 @@ class SpatialTransformer(nn.Module):
             [TransformerBlock(channels, channels // head_dim, head_dim, context_dim, ops)])
         self.proj_out = ops.Linear(channels, channels)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, frames: int,
+                hooks: ForwardHooks | None = None) -> torch.Tensor:
         bf, c, h, w = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)
         tokens = self.proj_in(tokens)
-        for block in self.transformer_blocks:
-            tokens = block(tokens, context)
+        for i, block in enumerate(self.transformer_blocks):
+            if hooks is not None:
+                hooks.enter_transformer_block(i)
+            tokens = block(tokens, context, hooks)
         tokens = self.proj_out(tokens)
+        if hooks is not None:
+            hooks.leave_spatial_transformer()
         return tokens.transpose(1, 2).reshape(bf, c, h, w) + x
 
 
@@ -195,7 +262,8 @@ class TemporalTransformer(nn.Module):
         self.proj_out = ops.Linear(inner, channels)
         self.split_norm = False  # opt-in: video_group_norm (see I2VGenUNet.set_split_video_norm)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int,
+                hooks: ForwardHooks | None = None) -> torch.Tensor:
         bf, c, h, w = x.shape
         b = bf // frames
         if self.split_norm:
@@ -206,8 +274,10 @@ class TemporalTransformer(nn.Module):
             tokens = normed.permute(0, 3, 4, 2, 1).reshape(b * h * w, frames, c)
         tokens = self.proj_in(tokens)
         for block in self.transformer_blocks:
-            tokens = block(tokens)
+            tokens = block(tokens, None, hooks, temporal=True)
         tokens = self.proj_out(tokens)
+        if hooks is not None:
+            hooks.leave_temporal_transformer()
         out = tokens.view(b, h, w, frames, c).permute(0, 3, 4, 1, 2).reshape(bf, c, h, w)
         return out + x
 

@@ -32,28 +32,28 @@ FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasat
 
 
 def build_unet(config: UNetConfig, *, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None, ops=None) -> I2VGenUNet:
-    """A randomly initialised network (use device='meta' for shapes only)."""
+               dtype: torch.dtype | None = None, ops=None, network: type[I2VGenUNet] = I2VGenUNet) -> I2VGenUNet:
+    """A randomly initialised network (use device='meta' for shapes only); `network` may be a host's subclass."""
     with torch.device(device or "cpu"):
-        unet = I2VGenUNet(config, ops=ops)
+        unet = network(config, ops=ops)
     return unet.to(dtype) if dtype is not None else unet
 
 
 def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
               attention: str = "auto", config: UNetConfig | None = None, ops=None,
               compute_dtype: torch.dtype | None = None, channels_last: bool = False,
-              fused_projections: bool = True) -> I2VGenUNet:
+              fused_projections: bool = True, network: type[I2VGenUNet] = I2VGenUNet) -> I2VGenUNet:
     """Load an I2VGen-XL / MS-Image2Video / MS-Vid2Vid-XL UNet; format and variant are detected from the keys.
 
     `dtype` is the storage dtype (fp8 storage computes in `compute_dtype`, default fp16, through per-layer casts);
-    `ops` lets a host (ComfyUI) supply its own layer classes.
+    `ops` lets a host (ComfyUI) supply its own layer classes and `network` its subclass of `I2VGenUNet`.
     """
     sd, inferred, fmt = load_state_dict_any(source)
     config = config or inferred
     if dtype in FP8 and ops is None:
         ops = cast_ops
         compute_dtype = compute_dtype or torch.float16
-    unet = build_unet(config, device="meta", ops=ops)
+    unet = build_unet(config, device="meta", ops=ops, network=network)
     expected = unet.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))

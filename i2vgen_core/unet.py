@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from .attention import resolve_backend
 from .config import UNetConfig
+from .hooks import ForwardHooks, FreeU, apply_all
 from .ops import torch_ops
 from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer, TemporalConv,
                      TemporalTransformer, Upsample, timestep_embedding)
@@ -27,6 +30,7 @@ class I2VGenUNet(nn.Module):
         self.compute_dtype: torch.dtype | None = None  # set when weights are stored narrower (fp8) than compute
         self._ops = ops
         self.channels_last = False
+        self.freeu: FreeU | None = None  # see enable_freeu
         c = config
         dim, emb_dim, groups = c.model_channels, c.time_embed_dim, c.norm_groups
 
@@ -92,6 +96,11 @@ class I2VGenUNet(nn.Module):
     def variant(self) -> str:
         """"i2vgen_xl", "ms_image2video" or "ms_vid2vid_xl"."""
         return self.config.variant
+
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """Dtype the weights are stored in."""
+        return self.out[2].weight.dtype
 
     @property
     def dtype(self) -> torch.dtype:
@@ -180,12 +189,15 @@ class I2VGenUNet(nn.Module):
                              f"conditioning image at the video's size), got {list(image_latent.shape)}")
         check_latent_size(c, h, w)
 
-    def _image_branch(self, image_latent: torch.Tensor, frames: int) -> torch.Tensor:
+    def _image_branch(self, image_latent: torch.Tensor, frames: int, anchor: bool = True) -> torch.Tensor:
         b, ch, h, w = image_latent.shape
-        # frame 0 is the image latent, frames 1..F-1 are constants j/(F-1): the ramp the model was trained with
-        ramp = torch.arange(1, frames, device=image_latent.device, dtype=image_latent.dtype) / max(frames - 1, 1)
-        ramp = ramp.view(1, frames - 1, 1, 1, 1).expand(b, frames - 1, ch, h, w)
-        video = torch.cat([image_latent[:, None], ramp], dim=1).reshape(b * frames, ch, h, w)
+        # frame 0 is the image latent, frames 1..F-1 are constants j/(F-1): the ramp the model was trained with;
+        # without the anchor (a later window of a long video) frame 0 is the ramp's 0 as well
+        first = 0 if anchor else 1
+        ramp = torch.arange(1 - first, frames, device=image_latent.device, dtype=image_latent.dtype)
+        ramp = (ramp / max(frames - 1, 1)).view(1, frames - 1 + first, 1, 1, 1).expand(b, -1, ch, h, w)
+        parts = [image_latent[:, None], ramp] if anchor else [ramp]
+        video = torch.cat(parts, dim=1).reshape(b * frames, ch, h, w)
         feats = self.local_image_concat(video)
         tokens = feats.view(b, frames, ch, h, w).permute(0, 3, 4, 1, 2).reshape(b * h * w, frames, ch)
         tokens = self.local_temporal_encoder(tokens)
@@ -194,8 +206,19 @@ class I2VGenUNet(nn.Module):
     # ---------------------------------------------------------------- forward
     def forward(self, sample: torch.Tensor, timestep, *, text: torch.Tensor | None = None,
                 image_embedding: torch.Tensor | None = None, image_latent: torch.Tensor | None = None,
-                fps=None) -> torch.Tensor:
-        """Predict v for a noisy video latent [B, 4, F, h, w] at `timestep` (0..999)."""
+                fps=None, hooks: ForwardHooks | None = None, image_anchor: bool = True) -> torch.Tensor:
+        """Predict v for a noisy video latent [B, 4, F, h, w] at `timestep` (0..999).
+
+        `hooks` plugs patches, wrappers and an attention function into this pass (see `i2vgen_core.hooks`);
+        FreeU set by `enable_freeu` joins them. `image_anchor=False` is for a window of a longer video that does not
+        start at the conditioning image: its first frame then gets the frame-position ramp's 0 instead of the
+        image latent (the image still conditions it through the context tokens).
+        """
+        if self.freeu is not None:
+            hooks = copy.copy(hooks) if hooks is not None else ForwardHooks()
+            hooks.output_block = [*hooks.output_block, self.freeu]
+        if hooks is not None:
+            hooks.reset()
         c = self.config
         if fps is None and c.use_fps and c.fps_optional:
             fps = c.default_fps
@@ -219,34 +242,62 @@ class I2VGenUNet(nn.Module):
         if c.use_image_embedding:
             context.append(self.context_embedding(image_embedding.to(dtype)).view(b, c.num_image_tokens, -1))
         context = torch.cat(context, dim=1)  # [B, tokens, C]: shared by the frames of each video, never repeated
+        if hooks is not None:
+            emb = apply_all(hooks.embedding, emb, hooks)
         emb = emb.repeat_interleave(frames, dim=0)
 
         x = sample.to(dtype).transpose(1, 2).reshape(b * frames, c.in_channels, h, w)
         if c.use_image_latent:
-            branch = self._image_branch(image_latent.to(dtype), frames)
+            branch = self._image_branch(image_latent.to(dtype), frames, image_anchor)
             x = torch.cat([x, branch * self.image_branch_scale], dim=1)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
 
+        # 1. encoder, 2. middle, 3. decoder with skips, 4. output head; hooks (when given) see each block
         skips = []
-        for block in self.input_blocks:
-            x = self._run(block, x, emb, context, frames, None)
+        for i, block in enumerate(self.input_blocks):
+            if hooks is not None:
+                hooks.enter_block("input", i)
+            x = self._run(block, x, emb, context, frames, None, hooks)
+            if hooks is not None:
+                x = apply_all(hooks.input_block, x, hooks)
             skips.append(x)
-        x = self._run(self.middle_block, x, emb, context, frames, None)
-        for block in self.output_blocks:
-            x = torch.cat([x, skips.pop()], dim=1)
-            x = self._run(block, x, emb, context, frames, skips[-1].shape[-2:] if skips else None)
+            if hooks is not None:
+                x = apply_all(hooks.input_block_after_skip, x, hooks)
+        if hooks is not None:
+            hooks.enter_block("middle", 0)
+            x = apply_all(hooks.middle_block_before, x, hooks)
+        x = self._run(self.middle_block, x, emb, context, frames, None, hooks)
+        if hooks is not None:
+            x = apply_all(hooks.middle_block_after, x, hooks)
+        for i, block in enumerate(self.output_blocks):
+            skip = skips.pop()
+            if hooks is not None:
+                hooks.enter_block("output", i)
+                for patch in hooks.output_block:
+                    x, skip = patch(x, skip, hooks)
+            x = torch.cat([x, skip], dim=1)
+            del skip
+            x = self._run(block, x, emb, context, frames, skips[-1].shape[-2:] if skips else None, hooks)
         x = self.out(x)
         return x.reshape(b, frames, c.out_channels, h, w).transpose(1, 2).to(sample.dtype)
 
+    def enable_freeu(self, s1: float, s2: float, b1: float, b2: float) -> None:
+        """Turn FreeU on with diffusers' semantics (`I2VGenXLUNet.enable_freeu`); `disable_freeu` turns it off."""
+        self.freeu = FreeU(s1, s2, b1, b2, blocks_per_level=self.config.num_res_blocks + 1)
+
+    def disable_freeu(self) -> None:
+        """Turn FreeU off."""
+        self.freeu = None
+
     @staticmethod
-    def _run(block, x, emb, context, frames, up_size):
+    def _run(block, x, emb, context, frames, up_size, hooks=None):
         layers = block if isinstance(block, nn.ModuleList) else [block]
         for layer in layers:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb, frames)
             elif isinstance(layer, (SpatialTransformer, TemporalTransformer)):
-                x = layer(x, context, frames)
+                x = layer(x, context, frames) if hooks is None else layer(x, context, frames, hooks)
             elif isinstance(layer, Upsample):
                 x = layer(x, up_size)
             else:

@@ -30,7 +30,8 @@ import comfy.model_sampling
 import comfy.ops
 import comfy.supported_models_base
 
-from ..i2vgen_core import schedules
+from ..i2vgen_core import load_unet, schedules
+from ..i2vgen_core.hooks import ForwardHooks
 from ..i2vgen_core.unet import I2VGenUNet, check_latent_size
 from .common import COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT
 
@@ -82,75 +83,224 @@ class I2VGenModelSampling(comfy.model_sampling.ModelSamplingDiscrete, comfy.mode
         self.set_sigmas(((1.0 - abar) / abar).sqrt())
 
 
-class ComfyI2VGenUNet(I2VGenUNet):
-    """The core UNet with ComfyUI's ``diffusion_model(x, timesteps, context=..., **conds)`` calling convention.
+#: Attention functions ComfyUI falls back to when it has no accelerated choice for a device (e.g. ``--cpu``).
+_FALLBACK_ATTENTION = ("attention_sub_quad", "attention_split", "attention_basic")
 
-    ``compute_dtype`` (core attribute, set when weights are stored in a dtype the device cannot compute in, e.g.
-    fp8) is the dtype activations run in; ComfyUI's ops layers cast each weight to it on the fly.
+#: Patch functions of stock ComfyUI nodes that cannot work on video latents: their function name -> why.
+_INCOMPATIBLE_PATCHES = {
+    "attn_and_record": "SelfAttentionGuidance (its blur map unpacks 4-D image latents [b, c, h, w]; I2VGen-XL "
+                       "latents are 5-D video [b, c, frames, h, w])",
+}
+
+
+def comfy_attention_function():
+    """The attention function ComfyUI selected (``--use-sage-attention``, xformers, ``--use-flash-attention``,
+    PyTorch, or the split/sub-quadratic ones when asked for). Where ComfyUI only falls back to its generic
+    sub-quadratic attention because nothing faster is enabled for the device (``--cpu``), its PyTorch SDPA function
+    is used: the network's own default, so results do not change with the device flag."""
+    import comfy.ldm.modules.attention as attention_module
+    from comfy.cli_args import args
+
+    fn = attention_module.optimized_attention
+    asked = getattr(args, "use_split_cross_attention", False) or getattr(args, "use_quad_cross_attention", False)
+    if getattr(fn, "__name__", "") in _FALLBACK_ATTENTION and not asked:
+        fn = attention_module.attention_pytorch
+    return fn
+
+
+class ComfyHooks(ForwardHooks):
+    """The core's hook points bound to ComfyUI's ``transformer_options`` (as ``openaimodel.UNetModel`` keeps them).
+
+    Block patches: ``emb_patch``, ``input_block_patch``, ``input_block_patch_after_skip``, ``middle_block_patch``,
+    ``output_block_patch``. Attention (spatial transformers, like ComfyUI's own UNets): ``attn1_patch``,
+    ``attn1_output_patch``, ``middle_patch``, ``attn2_patch``, ``attn2_output_patch`` and ``patches_replace``
+    ``attn1`` / ``attn2`` keyed by ``(block, id, block_index)`` or ``(block, id)``. The temporal attention (frames of
+    each pixel) takes the pack's own keys ``i2vgen_temporal_attn_patch``, ``i2vgen_temporal_attn_output_patch`` and
+    ``patches_replace["i2vgen_temporal_attn"]`` (ComfyUI's patches are written for spatial attention). Attention
+    runs through ComfyUI's selected function with ``transformer_options`` (so ``optimized_attention_override``
+    applies) unless the model was loaded with an explicit backend.
     """
 
-    @property
-    def weight_dtype(self) -> torch.dtype:
-        """Dtype the weights are stored in."""
-        return self.out[2].weight.dtype
+    def __init__(self, transformer_options: dict, model_channels: int, attention_fn=None):
+        to = transformer_options
+        patches = to.get("patches", {}) or {}
+        replace = to.get("patches_replace", {}) or {}
+        self.transformer_options = to
+        self._replace = {"self": replace.get("attn1", {}), "cross": replace.get("attn2", {}),
+                         "temporal": replace.get("i2vgen_temporal_attn", {})}
+
+        def blocks(name):
+            return [lambda h, hooks, p=p: p(h, to) for p in patches.get(name, ())]
+
+        def attn_in(name):
+            return [lambda x, ctx, value, call, p=p: p(x, ctx, value, self.extra_options(call))
+                    for p in patches.get(name, ())]
+
+        def attn_out(name):
+            return [lambda out, call, p=p: p(out, self.extra_options(call)) for p in patches.get(name, ())]
+
+        super().__init__(
+            embedding=[lambda emb, hooks, p=p: p(emb, model_channels, to) for p in patches.get("emb_patch", ())],
+            input_block=blocks("input_block_patch"),
+            input_block_after_skip=blocks("input_block_patch_after_skip"),
+            middle_block_after=blocks("middle_block_patch"),
+            output_block=[lambda h, hsp, hooks, p=p: p(h, hsp, to) for p in patches.get("output_block_patch", ())],
+            attn_patch={"self": attn_in("attn1_patch"), "cross": attn_in("attn2_patch"),
+                        "temporal": attn_in("i2vgen_temporal_attn_patch")},
+            attn_output_patch={"self": attn_out("attn1_output_patch"), "cross": attn_out("attn2_output_patch"),
+                               "temporal": attn_out("i2vgen_temporal_attn_output_patch")},
+            after_self_attention=[lambda x, hooks, p=p: p(x, self.extra_options(hooks.call("self", 0, 0)))
+                                  for p in patches.get("middle_patch", ())],
+            attn_replace=self._replacement if any(self._replace.values()) else None,
+            attention=self._comfy_attention(attention_fn) if attention_fn is not None else None,
+        )
+
+    # -- ComfyUI's bookkeeping, kept in transformer_options where its patches read it
+    def enter_block(self, name: str, index: int) -> None:
+        super().enter_block(name, index)
+        self.transformer_options["block"] = (name, index)
+
+    def enter_transformer_block(self, index: int) -> None:
+        super().enter_transformer_block(index)
+        self.transformer_options["block_index"] = index
+
+    def leave_spatial_transformer(self) -> None:
+        super().leave_spatial_transformer()
+        self.transformer_options["transformer_index"] = self.position.transformer_index
+
+    def reset(self) -> None:
+        super().reset()
+        self.transformer_options["transformer_index"] = 0
+
+    def extra_options(self, call) -> dict:
+        """ComfyUI's ``extra_options`` of an attention patch: transformer_options without the patch tables, plus
+        ``n_heads``, ``dim_head``, ``attn_precision`` (and ``i2vgen_attention`` = self / cross / temporal)."""
+        extra = {k: v for k, v in self.transformer_options.items() if k not in ("patches", "patches_replace")}
+        extra.update(n_heads=call.heads, dim_head=call.dim_head, attn_precision=None, i2vgen_attention=call.kind)
+        return extra
+
+    def _replacement(self, call):
+        table = self._replace.get(call.kind)
+        if not table or call.block is None:
+            return None
+        fn = table.get((call.block[0], call.block[1], call.block_index), table.get(call.block))
+        if fn is None:
+            return None
+        return lambda q, k, v, heads, c: fn(q, k, v, self.extra_options(c))
+
+    def _comfy_attention(self, fn):
+        to = self.transformer_options
+        return lambda q, k, v, heads, call: fn(q, k, v, heads, transformer_options=to)
+
+
+class ComfyI2VGenUNet(I2VGenUNet):
+    """The core UNet with ComfyUI's calling convention and extension protocol.
+
+    ``forward(x, timesteps, context, control, transformer_options, **conds)`` runs through ComfyUI's wrapper executor
+    (``WrappersMP.DIFFUSION_MODEL``: EasyCache and other wrappers see every call) and `ComfyHooks` bind
+    ``transformer_options``' patches to the core's hook points. ``attention_mode`` is "comfy" (ComfyUI's selected
+    attention function) or "core" (a backend the loader was asked for explicitly, set with set_attention_backend).
+    ``compute_dtype`` (set when weights are stored in a dtype the device cannot compute in, e.g. fp8) is the dtype
+    activations run in; ComfyUI's ops layers cast each weight to it on the fly.
+    """
+
+    attention_mode = "comfy"
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
-                control=None, transformer_options=None, image_embedding: torch.Tensor | None = None,
-                image_latent: torch.Tensor | None = None, fps: torch.Tensor | None = None,
-                **kwargs) -> torch.Tensor:
+                control=None, transformer_options=None, **kwargs) -> torch.Tensor:
+        """ComfyUI's diffusion-model call, through its ``DIFFUSION_MODEL`` wrappers."""
+        import comfy.patcher_extension as pe
+
+        transformer_options = {} if transformer_options is None else transformer_options
+        wrappers = pe.get_all_wrappers(pe.WrappersMP.DIFFUSION_MODEL, transformer_options)
+        executor = pe.WrapperExecutor.new_class_executor(self._forward, self, wrappers)
+        return executor.execute(x, timesteps, context, control, transformer_options, **kwargs)
+
+    def _forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
+                 control=None, transformer_options=None, image_embedding: torch.Tensor | None = None,
+                 image_latent: torch.Tensor | None = None, fps: torch.Tensor | None = None,
+                 **kwargs) -> torch.Tensor:
         """Map ComfyUI's call onto ``I2VGenUNet.forward`` (text only for variants that use it)."""
         if control is not None:
             raise ValueError("ControlNet is not supported by I2VGen-XL models; remove the ControlNet from the "
                              "conditioning.")
         c = self.config
+        to = transformer_options if transformer_options is not None else {}
+        check_patches(to)
+        b, _, frames, h, w = x.shape
+        # ComfyUI's video UNet (SVD) folds frames into the batch: patches that read original_shape (ToMe,
+        # HyperTile) see the per-frame shape they expect; the video shape is kept beside it
+        to["original_shape"] = [b * frames, x.shape[1], h, w]
+        to["i2vgen_video_shape"] = list(x.shape)
+        attention_fn = comfy_attention_function() if self.attention_mode == "comfy" else None
+        hooks = ComfyHooks(to, c.model_channels, attention_fn)
+        window = to.get("context_window")
+        anchor = window is None or list(getattr(window, "index_list", [0]))[:1] == [0]
         return super().forward(
             x, timesteps,
             text=context if c.use_text else None,
             image_embedding=image_embedding if c.use_image_embedding else None,
             image_latent=image_latent if c.use_image_latent else None,
             fps=fps if c.use_fps else None,
+            hooks=hooks, image_anchor=anchor,
         )
 
-
-_OPS_LAYERS = (
-    (torch.nn.Linear, "Linear"),
-    (torch.nn.Conv1d, "Conv1d"),
-    (torch.nn.Conv2d, "Conv2d"),
-    (torch.nn.Conv3d, "Conv3d"),
-    (torch.nn.GroupNorm, "GroupNorm"),
-    (torch.nn.LayerNorm, "LayerNorm"),
-)
+    def set_attention_backend(self, name: str, device=None) -> str:
+        """"auto" = ComfyUI's attention selection (its flags and overrides apply); a named backend = that core
+        backend for every attention, bypassing ComfyUI's selection."""
+        self.attention_mode = "comfy" if name == "auto" else "core"
+        return "comfy" if name == "auto" else super().set_attention_backend(name, device)
 
 
-def adopt_comfy_ops(module: torch.nn.Module, operations) -> int:
-    """Re-class plain torch layers of `module` to the matching ``comfy.ops`` layer classes; returns how many.
-
-    The loader builds the network from ``comfy.ops`` classes directly (nothing to do then); this covers networks
-    built elsewhere with plain torch layers (e.g. handed over in memory).
-    """
-    count = 0
-    for m in module.modules():
-        for base, name in _OPS_LAYERS:
-            if type(m) is base:
-                m.__class__ = getattr(operations, name)
-                count += 1
-                break
-    return count
+def check_patches(transformer_options: dict) -> None:
+    """Refuse, with a sentence, patches of stock nodes that cannot work on video latents (never ignore them)."""
+    replace = transformer_options.get("patches_replace", {}) or {}
+    for table in replace.values():
+        for fn in table.values():
+            why = _INCOMPATIBLE_PATCHES.get(getattr(fn, "__name__", ""))
+            if why:
+                raise ValueError(f"{why} cannot be applied to an I2VGen-XL model; remove that node from the "
+                                 f"graph (or bypass it) and queue again.")
 
 
-def make_model_config(variant: str) -> comfy.supported_models_base.BASE:
-    """A ``supported_models_base.BASE`` describing an I2VGen-family UNet that ComfyUI must not build itself."""
+class I2VGenXLConfig(comfy.supported_models_base.BASE):
+    """ComfyUI model config of the I2VGen-XL family; ``unet_config`` describes the network (ComfyUI must not build
+    it: the loader does, from ComfyUI's layer classes)."""
 
-    class I2VGenXLConfig(comfy.supported_models_base.BASE):
-        unet_config = {"disable_unet_model_creation": True}
-        unet_extra_config = {}
-        sampling_settings = dict(_COMFY_SAMPLING_SETTINGS.get(variant, {}))
-        latent_format = I2VGenLatentFormat
-        # the SD2.1-layout spatio-temporal UNet is closest to SVD, which uses BASE's 2.0
-        memory_usage_factor = 2.0
-        supported_inference_dtypes = [torch.float16, torch.bfloat16, torch.float32]
+    unet_config = {"disable_unet_model_creation": True}
+    unet_extra_config = {}
+    latent_format = I2VGenLatentFormat
+    # the SD2.1-layout spatio-temporal UNet is closest to SVD, which uses BASE's 2.0
+    memory_usage_factor = 2.0
+    supported_inference_dtypes = [torch.float16, torch.bfloat16, torch.float32]
 
-    return I2VGenXLConfig({"disable_unet_model_creation": True, "i2vgen_variant": variant})
+    def __init__(self, config):
+        super().__init__(describe_unet(config))
+        self.sampling_settings = dict(_COMFY_SAMPLING_SETTINGS.get(config.variant, {}))
+
+
+def describe_unet(config) -> dict:
+    """The ``unet_config`` ComfyUI patches read (FreeU's ``model_channels``, ...), from the core config."""
+    mc = config.model_channels
+    channels = list(config.level_channels)
+    out = {
+        "disable_unet_model_creation": True,
+        "i2vgen_variant": config.variant,
+        "in_channels": config.in_channels,
+        "out_channels": config.out_channels,
+        "model_channels": mc,
+        "level_channels": channels,
+        "num_res_blocks": config.num_res_blocks,
+        "transformer_depth": [1 if a else 0 for a in config.attention_levels],
+        "num_head_channels": config.head_dim,
+        "context_dim": config.context_dim,
+        "use_linear_in_transformer": True,
+        "use_temporal_attention": True,
+        "adm_in_channels": None,
+    }
+    if all(ch % mc == 0 for ch in channels):
+        out["channel_mult"] = [ch // mc for ch in channels]
+    return out
 
 
 def conditioning_problem(config, name: str, which: str, text: torch.Tensor | None, values: dict,
@@ -192,27 +342,34 @@ def conditioning_problem(config, name: str, which: str, text: torch.Tensor | Non
 
 
 class I2VGenXLModel(comfy.model_base.BaseModel):
-    """ComfyUI BaseModel around an ``I2VGenUNet``; ``i2vgen_variant`` tells nodes which family member it is."""
+    """ComfyUI BaseModel around a `ComfyI2VGenUNet`; ``i2vgen_variant`` tells nodes which family member it is."""
 
-    def __init__(self, unet: I2VGenUNet, weight_dtype: torch.dtype | None = None,
+    def __init__(self, unet: ComfyI2VGenUNet, weight_dtype: torch.dtype | None = None,
                  manual_cast_dtype: torch.dtype | None = None, device=None):
-        variant = unet.variant
-        storage = weight_dtype or unet.out[2].weight.dtype
-        model_config = make_model_config(variant)
-        model_config.set_inference_dtype(storage, manual_cast_dtype)
+        if not isinstance(unet, ComfyI2VGenUNet):
+            raise TypeError("I2VGenXLModel takes the network built for ComfyUI (load_comfy_unet / "
+                            "I2VGenXLModelLoader), not a plain core I2VGenUNet")
+        model_config = I2VGenXLConfig(unet.config)
+        model_config.set_inference_dtype(weight_dtype or unet.weight_dtype, manual_cast_dtype)
         super().__init__(model_config, comfy.model_base.ModelType.V_PREDICTION, device=device)
-        operations = comfy.ops.pick_operations(storage, manual_cast_dtype,
-                                               load_device=comfy.model_management.get_torch_device())
-        adopt_comfy_ops(unet, operations)
-        unet.__class__ = ComfyI2VGenUNet  # same object and parameters, ComfyUI's calling convention
         unet.compute_dtype = manual_cast_dtype
         self.diffusion_model = unet
-        self.model_sampling = I2VGenModelSampling(variant)
-        self.i2vgen_variant = variant
+        self.model_sampling = I2VGenModelSampling(unet.variant)
+        self.i2vgen_variant = unet.variant
+
+    def resize_cond_for_context_window(self, cond_key, cond_value, window, x_in, device, retain_index_list=()):
+        """Context windows (ComfyUI with per-model cond slicing): the image embedding, image latent and fps have
+        no frame axis, every window sees them whole (the image anchors only the window that starts at frame 0:
+        see ``ComfyI2VGenUNet._forward``)."""
+        if cond_key in ("image_embedding", "image_latent", "fps"):
+            return cond_value._copy_with(cond_value.cond.to(device))
+        parent = getattr(super(), "resize_cond_for_context_window", None)
+        return parent(cond_key, cond_value, window, x_in, device, retain_index_list) if parent else None
 
     def get_dtype(self) -> torch.dtype:
         """Weight (storage) dtype, as ComfyUI expects; the compute dtype is ``manual_cast_dtype`` when set."""
         return self.diffusion_model.weight_dtype
+
 
     # ------------------------------------------------------------------ conditioning
     def extra_conds(self, **kwargs) -> dict:
@@ -249,3 +406,13 @@ class I2VGenXLModel(comfy.model_base.BaseModel):
     def extra_conds_shapes(self, **kwargs) -> dict:
         """No conds add to the activation size (the image latent is per frame-0 only)."""
         return {}
+
+
+def load_comfy_unet(source, *, dtype: torch.dtype | None, manual_cast_dtype: torch.dtype | None = None,
+                    device=None, load_device=None, **options) -> ComfyI2VGenUNet:
+    """Build the ComfyUI network in one go: ComfyUI's layer classes for the storage/compute dtypes, weights from any
+    supported checkpoint (path or state dict) through the core loader (`options` go to `load_unet`)."""
+    load_device = load_device if load_device is not None else comfy.model_management.get_torch_device()
+    operations = comfy.ops.pick_operations(dtype, manual_cast_dtype, load_device=load_device)
+    return load_unet(source, dtype=dtype, device=device, ops=operations, compute_dtype=manual_cast_dtype,
+                     network=ComfyI2VGenUNet, **options)

@@ -10,12 +10,11 @@ import torch
 
 import comfy.model_management
 import comfy.model_patcher
-import comfy.ops
 import folder_paths
 
-from ..i2vgen_core import CheckpointError, load_unet
+from ..i2vgen_core import CheckpointError
 from ..i2vgen_core.attention import BACKENDS
-from .comfy_model import VARIANT_NAMES, I2VGenXLModel
+from .comfy_model import VARIANT_NAMES, I2VGenXLModel, load_comfy_unet
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +141,11 @@ class I2VGenXLModelLoader:
                                "fp16/bf16, with a small quality cost."}),
                 "attention": (list(BACKENDS), {
                     "default": "auto",
-                    "tooltip": "Attention implementation. auto/sdpa = PyTorch scaled-dot-product attention (flash or "
-                               "memory-efficient kernels on GPU); xformers needs the xformers package and a CUDA GPU; "
+                    "tooltip": "Attention implementation. auto = ComfyUI's choice, so its --use-sage-attention / "
+                               "--use-flash-attention / xformers / PyTorch options and per-model attention "
+                               "overrides apply (its PyTorch attention where ComfyUI only falls back to a generic "
+                               "one, e.g. --cpu). A named backend bypasses ComfyUI's choice: sdpa = PyTorch "
+                               "scaled-dot-product attention; xformers needs the xformers package and a CUDA GPU; "
                                "chunked uses the least memory and is the slowest."}),
             },
             "optional": {
@@ -172,11 +174,10 @@ class I2VGenXLModelLoader:
         offload_device = comfy.model_management.unet_offload_device()
         params, file_dtype = peek_checkpoint(path)
         dtype, manual_cast = pick_dtypes(weight_dtype, params, file_dtype, load_device)
-        # built from ComfyUI's own layer classes, like its native models (casting, low-VRAM loading, LoRA)
-        operations = comfy.ops.pick_operations(dtype, manual_cast, load_device=load_device)
+        # built in one go from ComfyUI's own layer classes, like its native models (casting, low-VRAM loading, LoRA)
         try:
-            unet = load_unet(path, dtype=dtype, device=offload_device, attention="auto", ops=operations,
-                             compute_dtype=manual_cast)
+            unet = load_comfy_unet(path, dtype=dtype, manual_cast_dtype=manual_cast, device=offload_device,
+                                   load_device=load_device)
         except CheckpointError as err:
             raise ValueError(f"{unet_name}: {err}") from None
         self._set_attention(unet, attention, load_device, unet_name)

@@ -41,12 +41,13 @@ def tiny_patcher(variant: str, weight_dtype=None, manual_cast=None, seed: int = 
     import torch
     import comfy.model_patcher
     from i2vgen_pkg.i2vgen_core.demo_weights import demo_unet
-    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel
+    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel, load_comfy_unet
 
-    unet = demo_unet(variant, seed)
-    if weight_dtype is not None:
-        unet = unet.to(weight_dtype)
-    model = I2VGenXLModel(unet, weight_dtype=weight_dtype or torch.float32, manual_cast_dtype=manual_cast)
+    core = demo_unet(variant, seed)
+    dtype = weight_dtype or torch.float32
+    unet = load_comfy_unet(core.state_dict(), dtype=dtype, manual_cast_dtype=manual_cast, device="cpu",
+                           load_device=torch.device("cpu"), config=core.config)
+    model = I2VGenXLModel(unet, weight_dtype=dtype, manual_cast_dtype=manual_cast)
     return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
 
 
@@ -68,7 +69,8 @@ def schedules_match_comfyui_equivalents():
     """Our sigma tables equal ComfyUI's own cosine+zsnr (I2VGen-XL) and linear (MS-Image2Video) constructions."""
     import torch
     import comfy.model_sampling
-    from i2vgen_pkg.nodes.comfy_model import I2VGenModelSampling, make_model_config
+    from i2vgen_pkg.i2vgen_core import tiny_config
+    from i2vgen_pkg.nodes.comfy_model import I2VGenModelSampling, I2VGenXLConfig
 
     out = {}
     for variant in ("i2vgen_xl", "ms_image2video"):
@@ -77,7 +79,7 @@ def schedules_match_comfyui_equivalents():
         class MS(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.V_PREDICTION):
             pass
 
-        theirs = MS(make_model_config(variant)).sigmas
+        theirs = MS(I2VGenXLConfig(tiny_config(variant))).sigmas
         rel = ((ours - theirs).abs() / theirs).max().item()
         out[variant] = rel
         assert rel < 2e-3, f"{variant}: max relative sigma difference {rel}"

@@ -290,8 +290,13 @@ def describe_unet(config) -> dict:
         "out_channels": config.out_channels,
         "model_channels": mc,
         "level_channels": channels,
-        "num_res_blocks": config.num_res_blocks,
-        "transformer_depth": [1 if a else 0 for a in config.attention_levels],
+        # SD-UNet-style description (per-level res blocks, per-block transformer depths), so ComfyUI's own helpers
+        # (comfy.utils.unet_to_diffusers for diffusers-named LoRA keys) read it as they read SD's
+        "num_res_blocks": [config.num_res_blocks] * len(channels),
+        "transformer_depth": [int(a) for a in config.attention_levels for _ in range(config.num_res_blocks)],
+        "transformer_depth_output": [int(a) for a in reversed(config.attention_levels)
+                                     for _ in range(config.num_res_blocks + 1)],
+        "transformer_depth_middle": 1,
         "num_head_channels": config.head_dim,
         "context_dim": config.context_dim,
         "use_linear_in_transformer": True,

@@ -384,3 +384,38 @@ def test_wrong_file_in_loader_is_an_error(comfy_server, pack_name):
     kind, msg, tb = _run_expecting_error(comfy_server, g)
     _assert_ours(kind, msg, tb, "not_a_unet.safetensors", pack_name)
     assert "VAE" in msg or "vae" in msg, f"the message should say what the file looks like: {msg}"
+
+
+# ------------------------------------------------------------------------------------------------ model patches
+def _saved_latent(server, result, node: str):
+    from safetensors.torch import load_file
+
+    out = result.executed.get(node) or (result.history or {}).get("outputs", {}).get(node)
+    assert out and out.get("latents"), f"SaveLatent wrote nothing: {out}"
+    item = out["latents"][0]
+    return load_file(str(server.output_dir / item.get("subfolder", "") / item["filename"]))["latent_tensor"]
+
+
+def test_stock_model_patch_nodes_over_http(comfy_server):
+    """FreeU_V2 -> PerturbedAttentionGuidance -> ContextWindowsManual (frames) -> EasyCache between the loader and
+    the pack's sampler, through the HTTP API: the prompt succeeds and the latent differs from the unpatched run."""
+    latents = {}
+    for name in ("plain", "patched"):
+        g = Graph()
+        n = encoders(g)
+        model = loader(g, "i2vgen_xl")
+        if name == "patched":
+            model = g.node("FreeU_V2", model=g.out(model), b1=1.3, b2=1.4, s1=0.9, s2=0.2)
+            model = g.node("PerturbedAttentionGuidance", model=g.out(model), scale=3.0)
+            model = g.node("ContextWindowsManual", model=g.out(model), context_length=4, context_overlap=1,
+                           context_schedule="standard_static", context_stride=1, closed_loop=False,
+                           fuse_method="pyramid", dim=2)
+            model = g.node("EasyCache", model=g.out(model), reuse_threshold=0.2, start_percent=0.15,
+                           end_percent=0.95, verbose=False)
+        sampler = base_sampler(g, model, conditioning(g, n, length=6), steps=3, seed=11)
+        save = g.node("SaveLatent", samples=g.out(sampler), filename_prefix=f"patches_{name}")
+        result = comfy_server.client.run(g.nodes, timeout=900)
+        assert_success(result)
+        latents[name] = _saved_latent(comfy_server, result, save)
+    assert latents["plain"].shape == latents["patched"].shape
+    assert (latents["plain"] - latents["patched"]).abs().max().item() > 1e-3

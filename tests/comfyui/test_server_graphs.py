@@ -400,9 +400,10 @@ def test_stock_model_patch_nodes_over_http(comfy_server):
     """FreeU_V2 -> PerturbedAttentionGuidance -> ContextWindowsManual (frames) -> EasyCache between the loader and
     the pack's sampler, through the HTTP API: the prompt succeeds and the latent differs from the unpatched run."""
     latents = {}
+    size = 128  # latent 16x16: FreeU_V2 normalises each block's mean map by its range, which a 1x1 map lacks
     for name in ("plain", "patched"):
         g = Graph()
-        n = encoders(g)
+        n = encoders(g, width=size, height=size)
         model = loader(g, "i2vgen_xl")
         if name == "patched":
             model = g.node("FreeU_V2", model=g.out(model), b1=1.3, b2=1.4, s1=0.9, s2=0.2)
@@ -412,7 +413,7 @@ def test_stock_model_patch_nodes_over_http(comfy_server):
                            fuse_method="pyramid", dim=2)
             model = g.node("EasyCache", model=g.out(model), reuse_threshold=0.2, start_percent=0.15,
                            end_percent=0.95, verbose=False)
-        sampler = base_sampler(g, model, conditioning(g, n, length=6), steps=3, seed=11)
+        sampler = base_sampler(g, model, conditioning(g, n, width=size, height=size, length=6), steps=3, seed=11)
         save = g.node("SaveLatent", samples=g.out(sampler), filename_prefix=f"patches_{name}")
         result = comfy_server.client.run(g.nodes, timeout=900)
         assert_success(result)

@@ -15,7 +15,8 @@ import folder_paths
 
 from ..i2vgen_core import CheckpointError, load_unet
 from ..i2vgen_core.attention import BACKENDS
-from .comfy_model import VARIANT_NAMES, I2VGenXLModel
+from ..i2vgen_core.config import VARIANT_NAMES
+from .comfy_model import I2VGenXLModel
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Iterator
 import torch
 
 from ..i2vgen_core.preprocess import resize_video_bilinear
-from ..i2vgen_core.sizes import MAX_PIXELS
+from ..i2vgen_core.sizes import MAX_PIXELS, pixel_size_error
 
 LOG = logging.getLogger("i2vgen-xl")
 
@@ -103,6 +103,13 @@ def decode_frames(vae, latents: torch.Tensor, per: int, progress: "Progress", *,
         out.append(images.reshape(-1, *images.shape[-3:]).to(intermediate_device()))
         progress.step()
     return torch.cat(out, dim=0)
+
+
+def check_pixel_size(node: str, width: int, height: int, *, minimum: int = 64) -> None:
+    """Raise the node's ValueError when width/height are not usable pixel sizes (i2vgen_core.sizes' rule)."""
+    err = pixel_size_error(width, height, minimum=minimum)
+    if err:
+        raise ValueError(f"{node}: {err}")
 
 
 def single_image(image: torch.Tensor, what: str) -> torch.Tensor:

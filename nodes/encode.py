@@ -9,8 +9,8 @@ from ..i2vgen_core import preprocess as pre
 from ..i2vgen_core.frames import image_latent_frame
 from ..i2vgen_core.sizes import pixel_size_error
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
-                     MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, encode_frames, intermediate_device,
-                     single_image)
+                     MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, check_pixel_size, encode_frames,
+                     intermediate_device, single_image)
 
 
 
@@ -91,9 +91,7 @@ class I2VGenXLDetailEncode:
         return pixel_size_error(width, height) or True
 
     def encode(self, vae, image, width: int, height: int):
-        err = pixel_size_error(width, height)
-        if err:
-            raise ValueError(f"I2VGen-XL Detail Encode: {err}")
+        check_pixel_size("I2VGen-XL Detail Encode", width, height)
         img = single_image(image, "I2VGen-XL Detail Encode")
         pixels = pre.cover_resize_box(img, int(width), int(height), quantize=True)
         latent = vae.encode(pixels)
@@ -160,9 +158,7 @@ class I2VGenXLConditioning:
 
     def condition(self, width: int, height: int, length: int, fps: int, batch_size: int, positive=None,
                   negative=None, clip_vision_output=None, image_latent=None):
-        err = pixel_size_error(width, height)
-        if err:
-            raise ValueError(f"I2VGen-XL Conditioning: {err}")
+        check_pixel_size("I2VGen-XL Conditioning", width, height)
         if length < 1:
             raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
         h, w = height // 8, width // 8
@@ -231,9 +227,7 @@ class I2VGenXLVideoEncode:
         return pixel_size_error(width, height) or True
 
     def encode(self, vae, images, width: int, height: int, crop: str = "disabled", frames_per_batch: int = 4):
-        err = pixel_size_error(width, height)
-        if err:
-            raise ValueError(f"I2VGen-XL Video Encode: {err}")
+        check_pixel_size("I2VGen-XL Video Encode", width, height)
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < 1:
             raise ValueError("I2VGen-XL Video Encode: expected IMAGE frames [frames, height, width, channels]")
         frames = images[..., :3]

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from ..i2vgen_core.frames import resample_frames
 from ..i2vgen_core.sizes import pixel_size_error, snap_refiner_size
-from .common import (CATEGORY_LATENT, LOG, MAX_RESOLUTION, Progress, decode_frames, encode_frames,
-                     intermediate_device, video_latent)
+from .common import (CATEGORY_LATENT, LOG, MAX_RESOLUTION, Progress, check_pixel_size, decode_frames,
+                     encode_frames, intermediate_device, video_latent)
 
 
 class I2VGenXLLatentUpscale:
@@ -67,9 +67,7 @@ class I2VGenXLLatentUpscale:
                 LOG.info("I2VGen-XL Latent Upscale: %dx%d snapped to %dx%d for MS-Vid2Vid-XL", width, height,
                          new_w, new_h)
             width, height = new_w, new_h
-        err = pixel_size_error(width, height, minimum=16)
-        if err:
-            raise ValueError(f"I2VGen-XL Latent Upscale: {err}")
+        check_pixel_size("I2VGen-XL Latent Upscale", width, height, minimum=16)
         h, w = height // 8, width // 8
         b, c, f = x.shape[:3]
         target_f = f if frames <= 0 else int(frames)

@@ -265,7 +265,6 @@ class I2VGenUNet(nn.Module):
         return x
 
 
-
 def build_unet(config: UNetConfig, *, device: torch.device | str | None = None,
                dtype: torch.dtype | None = None, ops=None) -> I2VGenUNet:
     """A randomly initialised network (use device='meta' for shapes only)."""

@@ -15,7 +15,8 @@ from i2vgen_core.config import variant_config
 
 def medium_config(model_channels: int = 64, head_dim: int = 64, context_dim: int = 1024):
     """An I2VGen-XL-shaped configuration, narrower than the real one (320 channels)."""
-    return variant_config("i2vgen_xl", model_channels=model_channels, head_dim=head_dim, context_dim=context_dim,
+    channels = tuple(model_channels * m for m in (1, 2, 4, 4))  # the real model's plan, narrower
+    return variant_config("i2vgen_xl", block_channels=channels, head_dim=head_dim, context_dim=context_dim,
                           image_embedding_dim=context_dim)
 
 

@@ -49,7 +49,10 @@ def main() -> None:
     import i2vgen_core as core
     from i2vgen_core.hooks import ForwardHooks
 
-    config = core.variant_config("i2vgen_xl", model_channels=args.channels)
+    sys.path.insert(0, str(REPO / "bench"))
+    from common import medium_config
+
+    config = medium_config(args.channels)
     torch.manual_seed(0)
     unet = core.build_unet(config).eval().requires_grad_(False)
     g = torch.Generator().manual_seed(1)
@@ -63,7 +66,9 @@ def main() -> None:
     outputs = {}
     if args.baseline is not None:
         old = import_core(args.baseline, "baseline_core")
-        old_unet = old.build_unet(old.variant_config("i2vgen_xl", model_channels=args.channels)).eval()
+        old_config = old.variant_config("i2vgen_xl", model_channels=args.channels, head_dim=64, context_dim=1024,
+                                        image_embedding_dim=1024)
+        old_unet = old.build_unet(old_config).eval()
         old_unet.load_state_dict(unet.state_dict())
         old_unet.requires_grad_(False)
         runs = {"baseline (no hooks in the code)": lambda: old_unet(x, t, **kw), **runs}

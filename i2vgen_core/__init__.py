@@ -2,8 +2,8 @@
 
 from .checkpoint import CheckpointError, export_state_dict
 from .config import UNetConfig, tiny_config, variant_config
-from .loader import build_unet, load_unet
-from .unet import I2VGenUNet
+from .loader import load_unet
+from .unet import I2VGenUNet, build_unet
 
 __all__ = ["CheckpointError", "I2VGenUNet", "UNetConfig", "build_unet", "export_state_dict", "load_unet",
            "tiny_config", "variant_config"]

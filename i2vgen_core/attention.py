@@ -12,6 +12,23 @@ BACKENDS = ("auto", "sdpa", "xformers", "chunked")
 # xformers kernels fail for batch*heads above 65535; SDPA on some CUDA versions too (ComfyUI caps at 2**15).
 _MAX_KERNEL_BATCH = 32768
 
+#: Default bound of the "chunked" backend: no attention-score slice holds more elements than this (256 MiB fp32).
+CHUNK_ELEMENTS = 2 ** 26
+
+
+class Chunked(str):
+    """The "chunked" backend with its own bound on the score matrix, e.g.
+    ``unet.set_attention_backend(Chunked(2 ** 22))``; equal to the plain name "chunked"."""
+
+    max_elements: int
+
+    def __new__(cls, max_elements: int = CHUNK_ELEMENTS) -> "Chunked":
+        if int(max_elements) < 1:
+            raise ValueError(f"the chunked backend needs max_elements >= 1, got {max_elements}")
+        backend = super().__new__(cls, "chunked")
+        backend.max_elements = int(max_elements)
+        return backend
+
 
 def xformers_available() -> bool:
     """True when the xformers package can be imported."""
@@ -55,7 +72,7 @@ def _xformers(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                      max_elements: int = 2 ** 26) -> torch.Tensor:
+                      max_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
     """Attention computed in slices over batch and queries so no score matrix exceeds `max_elements`."""
     b, h, n, _ = q.shape
     m = k.shape[2]
@@ -75,11 +92,11 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v on [B, H, N, D] tensors with the chosen backend."""
+    """softmax(q k^T / sqrt(d)) v on [B, H, N, D] tensors with the chosen backend (a name or a `Chunked`)."""
     if backend in ("sdpa", "auto"):
         return _sdpa(q, k, v)
     if backend == "xformers":
         return _xformers(q, k, v)
     if backend == "chunked":
-        return chunked_attention(q, k, v)
+        return chunked_attention(q, k, v, getattr(backend, "max_elements", CHUNK_ELEMENTS))
     raise ValueError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")

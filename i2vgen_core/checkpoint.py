@@ -247,7 +247,7 @@ def from_diffusers(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def to_diffusers(sd: Mapping[str, torch.Tensor], config: UNetConfig) -> dict[str, torch.Tensor]:
     """Our keys -> diffusers `I2VGenXLUNet` keys (inverse of from_diffusers)."""
-    levels, per_level = len(config.channel_mult), config.num_res_blocks
+    levels, per_level = len(config.block_channels), config.num_res_blocks
     pairs = sorted(((o, d) for d, o in _diffusers_block_map(levels, per_level)), key=lambda p: -len(p[0]))
     targets = {v: b for b, v in _upsampler_targets(sd, levels, per_level).items()}
     out = {}
@@ -317,7 +317,7 @@ def _temporal_transformer_prefixes(sd: Mapping[str, torch.Tensor]) -> set[str]:
 # ------------------------------------------------------------------------------------------------ config
 def infer_config(sd: Mapping[str, torch.Tensor], hints: dict | None = None) -> UNetConfig:
     """Read the configuration off our-named tensors (plus a diffusers config.json or embedded config when given)."""
-    if hints and "variant" in hints and "model_channels" in hints:
+    if hints and "variant" in hints and ("block_channels" in hints or "model_channels" in hints):
         return UNetConfig.from_dict(hints)
     if "local_image_concat.0.weight" in sd:
         variant = "i2vgen_xl"
@@ -333,10 +333,10 @@ def infer_config(sd: Mapping[str, torch.Tensor], hints: dict | None = None) -> U
         raise CheckpointError(f"the UNet misses {err.args[0]}: the file is incomplete or not a family UNet") from err
     out_channels = sd["out.2.weight"].shape[0]
     levels, per_level = _original_layout(sd)
-    mults, attn = [], []
+    channels, attn = [], []  # level 0 has conv_in's width (a tensor that disagrees is reported by the loader)
     for level in range(levels):
         first = level * (per_level + 1) + 1
-        mults.append(sd[f"input_blocks.{first}.0.in_layers.2.weight"].shape[0] // dim)
+        channels.append(dim if level == 0 else sd[f"input_blocks.{first}.0.in_layers.2.weight"].shape[0])
         attn.append(f"input_blocks.{first}.1.norm.weight" in sd)
     init_heads = 8
     head_dim = init_inner // init_heads
@@ -345,7 +345,7 @@ def infer_config(sd: Mapping[str, torch.Tensor], hints: dict | None = None) -> U
         raise CheckpointError("the middle block has no cross-attention layer: not a family UNet")
     context_dim = cross.shape[1]
     groups = int(hints.get("norm_num_groups") or 32) if hints else 32
-    kw = dict(in_channels=out_channels, out_channels=out_channels, model_channels=dim, channel_mult=tuple(mults),
+    kw = dict(in_channels=out_channels, out_channels=out_channels, block_channels=tuple(channels),
               num_res_blocks=per_level, attention_levels=tuple(attn), head_dim=head_dim,
               init_temporal_heads=init_inner // head_dim, context_dim=context_dim, norm_groups=groups)
     if variant != "ms_vid2vid_xl":
@@ -395,6 +395,6 @@ def diffusers_config(config: UNetConfig) -> dict:
     up = tuple("CrossAttnUpBlock3D" if a else "UpBlock3D" for a in reversed(config.attention_levels))
     return {"_class_name": "I2VGenXLUNet", "in_channels": config.in_channels, "out_channels": config.out_channels,
             "down_block_types": list(down), "up_block_types": list(up),
-            "block_out_channels": list(config.level_channels), "layers_per_block": config.num_res_blocks,
+            "block_out_channels": list(config.block_channels), "layers_per_block": config.num_res_blocks,
             "norm_num_groups": config.norm_groups, "cross_attention_dim": config.context_dim,
             "attention_head_dim": config.head_dim, "num_attention_heads": None, "sample_size": 32}

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 VARIANTS = ("i2vgen_xl", "ms_image2video", "ms_vid2vid_xl")
 
-VARIANT_TITLES = {
-    "i2vgen_xl": "I2VGen-XL (image + text, single stage 1280x704)",
-    "ms_image2video": "MS-Image2Video (cascade base stage, CLIP image only)",
-    "ms_vid2vid_xl": "MS-Vid2Vid-XL (cascade refinement stage, text only)",
+#: What users call each variant (messages, logs, node texts).
+VARIANT_NAMES = {
+    "i2vgen_xl": "I2VGen-XL",
+    "ms_image2video": "MS-Image2Video",
+    "ms_vid2vid_xl": "MS-Vid2Vid-XL",
 }
 
 
@@ -21,8 +22,7 @@ class UNetConfig:
     variant: str = "i2vgen_xl"
     in_channels: int = 4
     out_channels: int = 4
-    model_channels: int = 320
-    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    block_channels: tuple[int, ...] = (320, 640, 1280, 1280)  # output channels of each resolution level
     num_res_blocks: int = 2
     attention_levels: tuple[bool, ...] = (True, True, True, False)
     head_dim: int = 64
@@ -43,13 +43,15 @@ class UNetConfig:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown UNet variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
-        if len(self.attention_levels) != len(self.channel_mult):
-            raise ValueError("attention_levels needs one entry per channel_mult level")
+        if not self.block_channels or min(self.block_channels) < 1:
+            raise ValueError(f"block_channels needs one positive channel count per level, got {self.block_channels}")
+        if len(self.attention_levels) != len(self.block_channels):
+            raise ValueError("attention_levels needs one entry per block_channels level")
 
     @property
-    def level_channels(self) -> tuple[int, ...]:
-        """Output channels of each resolution level."""
-        return tuple(self.model_channels * m for m in self.channel_mult)
+    def model_channels(self) -> int:
+        """Width of conv_in, the first level and the timestep embedding's sinusoid (ComfyUI patches read it)."""
+        return self.block_channels[0]
 
     @property
     def time_embed_dim(self) -> int:
@@ -61,11 +63,6 @@ class UNetConfig:
         """Channels the image-latent branch adds to the noisy sample before conv_in."""
         return self.in_channels if self.use_image_latent else 0
 
-    @property
-    def latent_multiple(self) -> int:
-        """Latent height/width must be a multiple of this (before the vid2vid padding rules)."""
-        return 2 ** (len(self.channel_mult) - 1)
-
     def replace(self, **changes) -> "UNetConfig":
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)
@@ -76,9 +73,13 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "UNetConfig":
-        """Inverse of to_dict; unknown keys are ignored, lists become tuples."""
+        """Inverse of to_dict; unknown keys are ignored, lists become tuples. Metadata written before the channel
+        plan was stored as channels (`model_channels` x `channel_mult`) is converted."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        if "block_channels" not in kw and "model_channels" in data:
+            mult = tuple(data.get("channel_mult", (1, 2, 4, 4)))
+            kw["block_channels"] = tuple(int(data["model_channels"]) * int(m) for m in mult)
         return cls(**kw)
 
 
@@ -97,5 +98,5 @@ def variant_config(variant: str, **overrides) -> UNetConfig:
 
 def tiny_config(variant: str = "i2vgen_xl", **overrides) -> UNetConfig:
     """A few-hundred-thousand-parameter configuration of a variant, for tests and demo weights."""
-    small = dict(model_channels=32, channel_mult=(1, 2, 2, 2), head_dim=16, norm_groups=32)
+    small = dict(block_channels=(32, 64, 64, 64), head_dim=16, norm_groups=32)
     return variant_config(variant, **{**small, **overrides})

@@ -10,7 +10,7 @@ import torch
 from .checkpoint import CheckpointError, infer_config, read_state_dict, to_ours
 from .config import UNetConfig
 from .ops import cast_ops
-from .unet import I2VGenUNet
+from .unet import I2VGenUNet, build_unet
 
 Source = str | os.PathLike | Mapping[str, torch.Tensor]
 
@@ -29,14 +29,6 @@ def load_state_dict_any(source: Source) -> tuple[dict[str, torch.Tensor], UNetCo
 
 
 FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
-
-
-def build_unet(config: UNetConfig, *, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None, ops=None, network: type[I2VGenUNet] = I2VGenUNet) -> I2VGenUNet:
-    """A randomly initialised network (use device='meta' for shapes only); `network` may be a host's subclass."""
-    with torch.device(device or "cpu"):
-        unet = network(config, ops=ops)
-    return unet.to(dtype) if dtype is not None else unet
 
 
 def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,

@@ -13,25 +13,13 @@ from typing import Callable, Optional
 
 import torch
 
-from .sampling import (
-    cfg_combine,
-    ddim_timesteps,
-    noise_to_strength,
-    sample_ddim,
-    sample_dpmpp_2m_sde,
-    sample_heun,
-    sdedit_sigmas,
-    strength_to_timestep,
-    vpred_denoiser,
-)
+from .frames import image_latent_frame
+from .sampling import SDEDIT_METHODS, cfg_combine, noise_to_strength, sample, strength_to_timestep
 from .schedules import alphas_cumprod, schedule_for_variant
 
-__all__ = ["run_base_stage", "run_refine_stage", "REFINE_METHODS"]
+__all__ = ["run_base_stage", "run_refine_stage"]
 
 Callback = Callable[[int, int, torch.Tensor], None]
-
-#: Solvers accepted by :func:`run_refine_stage`.
-REFINE_METHODS = ("dpmpp_2m_sde", "heun")
 
 
 def _flag(unet: torch.nn.Module, name: str) -> bool:
@@ -91,7 +79,7 @@ def _conditioning(
         uncond["image_embedding"] = torch.zeros_like(emb)
     if _flag(unet, "use_image_latent"):
         lat = need(image_latent, "image_latent", "VAE latent of the input image [B,4,h,w]").to(dev, dt)
-        lat = _batched(lat[:, :, 0] if lat.ndim == 5 else lat, batch, "image_latent")
+        lat = _batched(image_latent_frame(lat), batch, "image_latent")
         cond["image_latent"] = uncond["image_latent"] = lat
     if _flag(unet, "use_fps"):
         if fps is None:
@@ -167,8 +155,8 @@ def run_base_stage(
                                  image_embedding=image_embedding, image_latent=image_latent, fps=fps, guided=guided)
     abar = alphas_cumprod(schedule_for_variant(getattr(unet, "variant", "i2vgen_xl")))
     model_fn = _guided_model(unet, cond, uncond, guidance_scale)
-    return sample_ddim(model_fn, x, abar, ddim_timesteps(steps, abar.shape[0]), eta=eta, final_alpha=final_alpha,
-                       generator=generator, callback=callback)
+    return sample(model_fn, x, abar, method="ddim", steps=steps, eta=eta, final_alpha=final_alpha,
+                  generator=generator, callback=callback)
 
 
 @torch.no_grad()
@@ -197,8 +185,8 @@ def run_refine_stage(
     t to 0, starting (like the reference) from ``x_t * sigmas[0]``. ``generator`` feeds the SDE noise (and the start
     noise when ``noise`` is None). Image-conditioned UNets also need ``image_embedding`` / ``image_latent``.
     """
-    if method not in REFINE_METHODS:
-        raise ValueError(f"unknown refine method {method!r}; expected one of {', '.join(REFINE_METHODS)}")
+    if method not in SDEDIT_METHODS:
+        raise ValueError(f"unknown refine method {method!r}; expected one of {', '.join(SDEDIT_METHODS)}")
     if latents.ndim != 5:
         raise ValueError(f"latents must be [B,4,F,h,w], got shape {tuple(latents.shape)}")
     device = _param(unet).device
@@ -211,9 +199,6 @@ def run_refine_stage(
     guided = guidance_scale != 1.0
     cond, uncond = _conditioning(unet, x0.shape[0], text=text, negative_text=negative_text,
                                  image_embedding=image_embedding, image_latent=image_latent, fps=fps, guided=guided)
-    denoiser = vpred_denoiser(_guided_model(unet, cond, uncond, guidance_scale, guidance_rescale), abar)
-    sigmas = sdedit_sigmas(abar, steps, t_max, 0, "trailing", discard_penultimate=method == "dpmpp_2m_sde")
-    x = x_t * float(sigmas[0])
-    if method == "dpmpp_2m_sde":
-        return sample_dpmpp_2m_sde(denoiser, x, sigmas, generator=generator, callback=callback)
-    return sample_heun(denoiser, x, sigmas, callback=callback)
+    model_fn = _guided_model(unet, cond, uncond, guidance_scale, guidance_rescale)
+    return sample(model_fn, x_t, abar, method=method, steps=steps, t_max=t_max, generator=generator,
+                  callback=callback)

@@ -16,8 +16,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .unet import vid2vid_latent_height_ok
-
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_IMAGE_SIZE = 224
@@ -26,12 +24,6 @@ CLIP_IMAGE_SIZE = 224
 #: (1280 for I2VGen-XL, 448 for MS-Image2Video).
 I2VGEN_CLIP_SQUARE = 1280
 MS_IMAGE2VIDEO_CLIP_SQUARE = 448
-
-#: MS-Vid2Vid-XL's padded downsampling needs latent heights that stay even through 3 levels; widths a multiple of 64px.
-REFINER_WIDTH_STEP = 64
-
-#: The known grey last frame (VGen ``save_i2vgen_video_safe``): > 40 % of the 8-bit values lie in [117, 137].
-GREY_LOW, GREY_HIGH, GREY_RATIO = 117, 137, 0.4
 
 _FILTER_SUPPORT = {"box": 0.5, "bilinear": 1.0}
 
@@ -104,11 +96,6 @@ def _resample_axis(x: torch.Tensor, dim: int, out_size: int, kind: str) -> torch
 def _quantize8(x: torch.Tensor) -> torch.Tensor:
     """Round [0,1] values to the nearest 8-bit level (half up, as Pillow's fixed-point resampler)."""
     return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
-
-
-def quantize_8bit(img: torch.Tensor) -> torch.Tensor:
-    """Round a [0,1] image to 8-bit levels (what a PIL round trip through uint8 does)."""
-    return _quantize8(img.to(torch.float64)).to(img.dtype)
 
 
 def pil_resize(img: torch.Tensor, width: int, height: int, kind: str = "bilinear", *, quantize: bool = False,
@@ -211,61 +198,3 @@ def resize_video_bilinear(frames: torch.Tensor, width: int, height: int, *, crop
     if tuple(x.shape[-2:]) != (height, width):
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
     return _restore(x, cl, hb)
-
-
-def vid2vid_valid_height(latent_height: int) -> bool:
-    """Whether MS-Vid2Vid-XL accepts latent height h: h must be even at each of its 3 padded downsamplings
-    (next = floor((h + 1) / 2) + 1), i.e. h = 2 (mod 8); 720px -> 90 works, 704px -> 88 does not."""
-    return latent_height >= 2 and vid2vid_latent_height_ok(int(latent_height), 3)
-
-
-def snap_refiner_size(width: int, height: int) -> tuple[int, int]:
-    """Nearest pixel size MS-Vid2Vid-XL accepts: width a multiple of 64, latent height = 2 (mod 8).
-
-    Ties go to the larger size; never returns less than the smallest valid size (64 x 16).
-    """
-    w = max(REFINER_WIDTH_STEP, int(math.floor(width / REFINER_WIDTH_STEP + 0.5)) * REFINER_WIDTH_STEP)
-    target = height / 8.0
-    best = None
-    base = max(2, int(target) - 16)
-    for lat in range(base - base % 2, int(target) + 18, 2):
-        if lat >= 2 and vid2vid_valid_height(lat):
-            key = (abs(lat - target), -lat)
-            if best is None or key < best[0]:
-                best = (key, lat)
-    return w, best[1] * 8
-
-
-def is_grey_frame(frame: torch.Tensor, *, low: int = GREY_LOW, high: int = GREY_HIGH,
-                  ratio: float = GREY_RATIO) -> bool:
-    """The original's test for its grey last-frame artifact: more than `ratio` of the frame's 8-bit values
-    (all channels, truncated as ``astype(uint8)``) lie in [low, high]."""
-    values = torch.floor(frame.detach().float().clamp(0.0, 1.0) * 255.0)
-    inside = ((values >= low) & (values <= high)).float().mean().item()
-    return inside > ratio
-
-
-def resample_frames(video: torch.Tensor, frames: int, mode: str = "repeat", dim: int = 2) -> torch.Tensor:
-    """Change the number of frames along `dim`: 'repeat' picks nearest earlier frames (2x = each frame twice),
-    'interpolate' blends neighbours linearly with the first and last frames kept."""
-    n = video.shape[dim]
-    if frames < 1:
-        raise ValueError(f"target frame count must be at least 1, got {frames}")
-    if frames == n:
-        return video
-    if mode == "repeat":
-        idx = torch.floor(torch.arange(frames, dtype=torch.float64) * n / frames).long().clamp(max=n - 1)
-        return video.index_select(dim, idx.to(video.device))
-    if mode == "interpolate":
-        if n == 1:
-            return video.repeat_interleave(frames, dim=dim)
-        pos = torch.linspace(0, n - 1, frames, dtype=torch.float64)
-        lo = pos.floor().long().clamp(max=n - 1)
-        hi = (lo + 1).clamp(max=n - 1)
-        t = (pos - lo.double()).to(video.dtype).to(video.device)
-        shape = [1] * video.ndim
-        shape[dim] = frames
-        a = video.index_select(dim, lo.to(video.device))
-        b = video.index_select(dim, hi.to(video.device))
-        return a + (b - a) * t.view(shape)
-    raise ValueError(f"unknown frame mode {mode!r}; expected 'repeat' or 'interpolate'")

@@ -39,6 +39,7 @@ __all__ = [
     "sample_heun",
     "sample",
     "METHODS",
+    "SDEDIT_METHODS",
 ]
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -46,8 +47,11 @@ Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 Callback = Callable[[int, int, torch.Tensor], None]
 NoiseSampler = Callable[[float, float], torch.Tensor]
 
-#: Sampling methods understood by :func:`sample`.
-METHODS = ("ddim", "dpmpp_2m_sde", "heun")
+#: Methods that can start from a partly noised sample (SDEdit, the MS-Vid2Vid-XL refiner).
+SDEDIT_METHODS = ("dpmpp_2m_sde", "heun")
+
+#: Sampling methods understood by :func:`sample`: DDIM (from pure noise) and the SDEdit-capable ones.
+METHODS = ("ddim",) + SDEDIT_METHODS
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from .attention import resolve_backend
 from .config import UNetConfig
 from .hooks import ForwardHooks, FreeU, apply_all
 from .ops import torch_ops
+from .sizes import check_latent_size
 from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer, TemporalConv,
                      TemporalTransformer, Upsample, timestep_embedding)
 
@@ -60,12 +61,12 @@ class I2VGenUNet(nn.Module):
             TemporalTransformer(dim, c.init_temporal_heads, c.head_dim, groups, ops)])])
         skip_channels = [dim]
         ch = dim
-        for level, out_ch in enumerate(c.level_channels):
+        for level, out_ch in enumerate(c.block_channels):
             for _ in range(c.num_res_blocks):
                 self.input_blocks.append(self._stage(ch, out_ch, c.attention_levels[level]))
                 ch = out_ch
                 skip_channels.append(ch)
-            if level != len(c.channel_mult) - 1:
+            if level != len(c.block_channels) - 1:
                 self.input_blocks.append(Downsample(ch, c.vid2vid_pad, ops))
                 skip_channels.append(ch)
 
@@ -74,7 +75,7 @@ class I2VGenUNet(nn.Module):
             TemporalTransformer(ch, ch // c.head_dim, c.head_dim, groups, ops), ResBlock(ch, ch, emb_dim, groups, ops)])
 
         self.output_blocks = nn.ModuleList()
-        for level, out_ch in reversed(list(enumerate(c.level_channels))):
+        for level, out_ch in reversed(list(enumerate(c.block_channels))):
             for j in range(c.num_res_blocks + 1):
                 stage = self._stage(ch + skip_channels.pop(), out_ch, c.attention_levels[level])
                 ch = out_ch
@@ -99,20 +100,25 @@ class I2VGenUNet(nn.Module):
 
     @property
     def weight_dtype(self) -> torch.dtype:
-        """Dtype the weights are stored in."""
+        """Dtype the weights are stored in (read off the output convolution)."""
         return self.out[2].weight.dtype
+
+    @property
+    def weight_device(self) -> torch.device:
+        """Device the weights are on now."""
+        return self.out[2].weight.device
 
     @property
     def dtype(self) -> torch.dtype:
         """Dtype the activations run in (the weights' dtype unless they are stored narrower, e.g. fp8)."""
-        return self.compute_dtype or self.out[2].weight.dtype
+        return self.compute_dtype or self.weight_dtype
 
     def set_attention_backend(self, name: str, device: torch.device | str | None = None) -> str:
         """Choose "auto", "sdpa", "xformers" or "chunked" for every attention layer; returns the one in use.
 
         `device` is where the model will run (default: where its weights are now), checked for xformers.
         """
-        backend = resolve_backend(name, device if device is not None else self.out[2].weight.device)
+        backend = resolve_backend(name, device if device is not None else self.weight_device)
         for module in self.modules():
             if isinstance(module, (Attention, ImageTemporalEncoder)):
                 module.backend = backend
@@ -305,27 +311,9 @@ class I2VGenUNet(nn.Module):
         return x
 
 
-def vid2vid_latent_height_ok(h: int, levels: int = 3) -> bool:
-    """Whether MS-Vid2Vid-XL's padded downsampling round-trips latent height `h` (e.g. 90 for 720p)."""
-    for _ in range(levels):
-        if h % 2:
-            return False
-        h = (h + 1) // 2 + 1
-    return True
-
-
-def check_latent_size(config: UNetConfig, h: int, w: int) -> None:
-    """Raise a ValueError with a fix when a latent of h x w cannot go through this network."""
-    levels = len(config.channel_mult) - 1
-    step = 2 ** levels
-    if config.vid2vid_pad:
-        if w % step:
-            raise ValueError(f"width {w * 8}px (latent {w}) does not fit MS-Vid2Vid-XL: the width must be a "
-                             f"multiple of {step * 8}px")
-        if not vid2vid_latent_height_ok(h, levels):
-            ok = [x for x in range(2, 400, 2) if vid2vid_latent_height_ok(x, levels)]
-            near = min(ok, key=lambda x: abs(x - h))
-            raise ValueError(f"height {h * 8}px (latent {h}) does not fit MS-Vid2Vid-XL's padded downsampling; "
-                             f"the nearest height that works is {near * 8}px (720px does)")
-    elif h < 1 or w < 1:
-        raise ValueError("latent height and width must be positive")
+def build_unet(config: UNetConfig, *, device: torch.device | str | None = None,
+               dtype: torch.dtype | None = None, ops=None, network: type[I2VGenUNet] = I2VGenUNet) -> I2VGenUNet:
+    """A randomly initialised network (use device='meta' for shapes only); `network` may be a host's subclass."""
+    with torch.device(device or "cpu"):
+        unet = network(config, ops=ops)
+    return unet.to(dtype) if dtype is not None else unet

@@ -12,6 +12,9 @@ const NODE_PREFIX = "I2VGenXL";
 const COLOR = "#233047";
 const BGCOLOR = "#1b2433";
 
+// The one mirrored copy of a Python rule: i2vgen_core/sizes.py snap_refiner_size (width to a multiple of 64 with
+// halves rounded up; latent height to the nearest value = 2 mod 8, ties to the larger). tests/test_sizes.py runs
+// this function under node against the Python over a grid of sizes.
 function snapForRefiner(width, height) {
   const w = Math.max(64, Math.round(width / 64) * 64);
   const target = height / 8;

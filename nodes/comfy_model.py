@@ -31,19 +31,15 @@ import comfy.ops
 import comfy.supported_models_base
 
 from ..i2vgen_core import load_unet, schedules
+from ..i2vgen_core.config import VARIANT_NAMES
+from ..i2vgen_core.frames import image_latent_frame
 from ..i2vgen_core.hooks import ForwardHooks
-from ..i2vgen_core.unet import I2VGenUNet, check_latent_size
+from ..i2vgen_core.sizes import check_latent_size
+from ..i2vgen_core.unet import I2VGenUNet
 from .common import COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT
 
 #: The value ComfyUI's ``rescale_zero_terminal_snr_sigmas`` gives the last ``alphas_cumprod`` of a zero-SNR schedule.
 ZSNR_LAST_ALPHAS_CUMPROD = 4.8973451890853435e-08
-
-
-VARIANT_NAMES = {
-    "i2vgen_xl": "I2VGen-XL",
-    "ms_image2video": "MS-Image2Video",
-    "ms_vid2vid_xl": "MS-Vid2Vid-XL",
-}
 
 #: sampling_settings that make ComfyUI's generic ModelSamplingDiscrete (e.g. the "ModelSamplingDiscrete" node)
 #: rebuild the same schedule where ComfyUI has an equivalent; MS-Vid2Vid-XL's logSNR schedule has none.
@@ -282,14 +278,14 @@ class I2VGenXLConfig(comfy.supported_models_base.BASE):
 def describe_unet(config) -> dict:
     """The ``unet_config`` ComfyUI patches read (FreeU's ``model_channels``, ...), from the core config."""
     mc = config.model_channels
-    channels = list(config.level_channels)
+    channels = list(config.block_channels)
     out = {
         "disable_unet_model_creation": True,
         "i2vgen_variant": config.variant,
         "in_channels": config.in_channels,
         "out_channels": config.out_channels,
         "model_channels": mc,
-        "level_channels": channels,
+        "block_channels": channels,
         # SD-UNet-style description (per-level res blocks, per-block transformer depths), so ComfyUI's own helpers
         # (comfy.utils.unet_to_diffusers for diffusers-named LoRA keys) read it as they read SD's
         "num_res_blocks": [config.num_res_blocks] * len(channels),
@@ -333,8 +329,7 @@ def conditioning_problem(config, name: str, which: str, text: torch.Tensor | Non
         if lat is None:
             return (f"The {which} conditioning has no image latent, which {name} needs: connect "
                     f"I2VGenXLDetailEncode to I2VGenXLConditioning's image_latent input.")
-        if lat.ndim == 5 and lat.shape[2] == 1:
-            lat = lat[:, :, 0]
+        lat = image_latent_frame(lat)
         if lat.ndim != 4 or lat.shape[1] != config.in_channels:
             return (f"The {which} image latent has shape {list(lat.shape)}; {name} needs "
                     f"[1, {config.in_channels}, height/8, width/8] from I2VGenXLDetailEncode.")
@@ -400,7 +395,7 @@ class I2VGenXLModel(comfy.model_base.BaseModel):
             out["image_embedding"] = comfy.conds.CONDRegular(emb.reshape(emb.shape[0], -1))
         if cfg.use_image_latent:
             lat = kwargs[COND_IMAGE_LATENT]
-            lat = lat[:, :, 0] if lat.ndim == 5 else lat
+            lat = image_latent_frame(lat)
             out["image_latent"] = comfy.conds.CONDRegular(self.process_latent_in(lat))
         if cfg.use_fps:
             fps = kwargs.get(COND_FPS, None)

@@ -1,13 +1,14 @@
-"""Small helpers shared by the encode / latent / video nodes: ComfyUI access, progress, input checks."""
+"""Small helpers shared by the nodes: ComfyUI access, progress, VAE frame batches, input checks."""
 
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 
 from ..i2vgen_core.preprocess import resize_video_bilinear
+from ..i2vgen_core.sizes import MAX_PIXELS, pixel_size_error
 
 LOG = logging.getLogger("i2vgen-xl")
 
@@ -15,7 +16,7 @@ CATEGORY_CONDITIONING = "I2VGen-XL/conditioning"
 CATEGORY_LATENT = "I2VGen-XL/latent"
 CATEGORY_VIDEO = "I2VGen-XL/video"
 
-MAX_RESOLUTION = 8192
+MAX_RESOLUTION = MAX_PIXELS
 
 # Conditioning keys I2VGenXLConditioning writes and the model's extra_conds reads (the node contract).
 COND_IMAGE_EMBEDDING = "i2vgen_image_embedding"
@@ -86,21 +87,29 @@ def encode_frames(vae, frames: torch.Tensor, width: int, height: int, per: int, 
     return torch.cat(out, dim=0)
 
 
-def size_error(width: Optional[int], height: Optional[int], *, multiple: int = 8, minimum: int = 64,
-               maximum: int = MAX_RESOLUTION) -> Optional[str]:
-    """A user-facing message when width/height are not usable pixel sizes, else None (unknown values pass)."""
-    for name, value in (("width", width), ("height", height)):
-        if value is None:
-            continue
-        if not isinstance(value, int):
-            return f"{name} must be an integer number of pixels, got {value!r}"
-        if value < minimum or value > maximum:
-            return f"{name} {value} is outside {minimum}..{maximum} pixels"
-        if value % multiple:
-            lo = value - value % multiple
-            return (f"{name} {value} is not a multiple of {multiple} pixels (the VAE works on 8x8 blocks); "
-                    f"use {lo} or {lo + multiple}")
-    return None
+def decode_frames(vae, latents: torch.Tensor, per: int, progress: "Progress", *,
+                  tile_size: int | None = None) -> torch.Tensor:
+    """[F, 4, h, w] raw latents -> [F, H, W, 3] pixels, VAE-decoded `per` frames at a time (Cancel honoured between
+    chunks); with `tile_size` (pixels) each chunk is decoded in spatial tiles (ComfyUI's tiled decode)."""
+    out = []
+    for start, stop in chunks(latents.shape[0], per):
+        check_interrupt()
+        piece = latents[start:stop]
+        if tile_size:
+            images = vae.decode_tiled(piece, tile_x=tile_size // 8, tile_y=tile_size // 8,
+                                      overlap=max(1, tile_size // 64))
+        else:
+            images = vae.decode(piece)
+        out.append(images.reshape(-1, *images.shape[-3:]).to(intermediate_device()))
+        progress.step()
+    return torch.cat(out, dim=0)
+
+
+def check_pixel_size(node: str, width: int, height: int, *, minimum: int = 64) -> None:
+    """Raise the node's ValueError when width/height are not usable pixel sizes (i2vgen_core.sizes' rule)."""
+    err = pixel_size_error(width, height, minimum=minimum)
+    if err:
+        raise ValueError(f"{node}: {err}")
 
 
 def single_image(image: torch.Tensor, what: str) -> torch.Tensor:
@@ -116,14 +125,19 @@ def single_image(image: torch.Tensor, what: str) -> torch.Tensor:
     return image[..., :3].float()
 
 
-def video_latent(samples: dict, what: str) -> torch.Tensor:
-    """The 5-D [batch, 4, frames, h, w] tensor of a LATENT, with a clear error for image latents."""
-    if not isinstance(samples, dict) or "samples" not in samples:
-        raise ValueError(f"{what}: expected a LATENT (a dict with 'samples')")
-    x = samples["samples"]
-    if x.ndim != 5:
-        raise ValueError(f"{what}: expected a video latent [batch, 4, frames, h, w] from an I2VGen-XL node, got shape "
-                         f"{tuple(x.shape)}; image latents (from VAE Encode / Empty Latent Image) have no frame axis")
-    if x.shape[1] != 4:
-        raise ValueError(f"{what}: the latent has {x.shape[1]} channels; the SD2.1 VAE used by I2VGen-XL has 4")
-    return x
+def video_latent(latent: dict, what: str = "latent_image") -> torch.Tensor:
+    """The [batch, 4, frames, h, w] samples of a LATENT, or a ValueError that says what is expected."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor):
+        raise ValueError(f"{what}: expected a LATENT (a dict with 'samples'); connect a video LATENT.")
+    if samples.ndim != 5:
+        raise ValueError(f"{what}: expected a video latent [batch, 4, frames, height/8, width/8] (from "
+                         f"I2VGenXLConditioning, I2VGenXLVideoEncode or I2VGenXLLatentUpscale), got shape "
+                         f"{list(samples.shape)}" + ("; image latents (from VAE Encode / Empty Latent Image) have no "
+                                                     "frame axis" if samples.ndim == 4 else "") + ".")
+    if samples.shape[1] != 4:
+        raise ValueError(f"{what}: the latent has {samples.shape[1]} channels; the SD2.1 VAE used by I2VGen-XL has 4.")
+    if samples.shape[0] < 1 or samples.shape[2] < 1:
+        raise ValueError(f"{what} has {samples.shape[0]} videos of {samples.shape[2]} frames; it needs at least one "
+                         f"video of at least one frame.")
+    return samples

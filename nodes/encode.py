@@ -6,9 +6,11 @@ from __future__ import annotations
 import torch
 
 from ..i2vgen_core import preprocess as pre
+from ..i2vgen_core.frames import image_latent_frame
+from ..i2vgen_core.sizes import pixel_size_error
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
-                     MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, encode_frames, intermediate_device,
-                     single_image, size_error)
+                     MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, check_pixel_size, encode_frames,
+                     intermediate_device, single_image)
 
 
 
@@ -86,12 +88,10 @@ class I2VGenXLDetailEncode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None):
-        return size_error(width, height) or True
+        return pixel_size_error(width, height) or True
 
     def encode(self, vae, image, width: int, height: int):
-        err = size_error(width, height)
-        if err:
-            raise ValueError(f"I2VGen-XL Detail Encode: {err}")
+        check_pixel_size("I2VGen-XL Detail Encode", width, height)
         img = single_image(image, "I2VGen-XL Detail Encode")
         pixels = pre.cover_resize_box(img, int(width), int(height), quantize=True)
         latent = vae.encode(pixels)
@@ -154,13 +154,11 @@ class I2VGenXLConditioning:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None):
-        return size_error(width, height) or True
+        return pixel_size_error(width, height) or True
 
     def condition(self, width: int, height: int, length: int, fps: int, batch_size: int, positive=None,
                   negative=None, clip_vision_output=None, image_latent=None):
-        err = size_error(width, height)
-        if err:
-            raise ValueError(f"I2VGen-XL Conditioning: {err}")
+        check_pixel_size("I2VGen-XL Conditioning", width, height)
         if length < 1:
             raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
         h, w = height // 8, width // 8
@@ -178,9 +176,7 @@ class I2VGenXLConditioning:
             pos_values[COND_IMAGE_EMBEDDING] = emb
             neg_values[COND_IMAGE_EMBEDDING] = torch.zeros_like(emb)
         if image_latent is not None:
-            lat = image_latent["samples"]
-            if lat.ndim == 5:
-                lat = lat[:, :, 0]
+            lat = image_latent_frame(image_latent["samples"])
             if lat.ndim != 4 or lat.shape[1] != 4:
                 raise ValueError(f"I2VGen-XL Conditioning: image_latent has shape {tuple(lat.shape)}; expected the "
                                  f"[1, 4, h, w] output of I2VGen-XL Detail Encode")
@@ -228,12 +224,10 @@ class I2VGenXLVideoEncode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None):
-        return size_error(width, height) or True
+        return pixel_size_error(width, height) or True
 
     def encode(self, vae, images, width: int, height: int, crop: str = "disabled", frames_per_batch: int = 4):
-        err = size_error(width, height)
-        if err:
-            raise ValueError(f"I2VGen-XL Video Encode: {err}")
+        check_pixel_size("I2VGen-XL Video Encode", width, height)
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] < 1:
             raise ValueError("I2VGen-XL Video Encode: expected IMAGE frames [frames, height, width, channels]")
         frames = images[..., :3]

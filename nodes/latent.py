@@ -5,21 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..i2vgen_core import preprocess as pre
-from .common import (CATEGORY_LATENT, LOG, MAX_RESOLUTION, Progress, check_interrupt, chunks, encode_frames,
-                     intermediate_device, size_error, video_latent)
-
-
-def _decode_frames(vae, lat: torch.Tensor, size: int, progress: Progress) -> torch.Tensor:
-    """[F, 4, h, w] raw latents -> [F, H, W, 3] pixels, `size` frames at a time."""
-    out = []
-    for start, stop in chunks(lat.shape[0], size):
-        check_interrupt()
-        images = vae.decode(lat[start:stop])
-        out.append(images.reshape(-1, *images.shape[-3:]).to(intermediate_device()))
-        progress.step()
-    return torch.cat(out, dim=0)
-
+from ..i2vgen_core.frames import resample_frames
+from ..i2vgen_core.sizes import pixel_size_error, snap_refiner_size
+from .common import (CATEGORY_LATENT, LOG, MAX_RESOLUTION, Progress, check_pixel_size, decode_frames,
+                     encode_frames, intermediate_device, video_latent)
 
 
 class I2VGenXLLatentUpscale:
@@ -67,20 +56,18 @@ class I2VGenXLLatentUpscale:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None):
-        return size_error(width, height, minimum=16) or True
+        return pixel_size_error(width, height, minimum=16) or True
 
     def upscale(self, samples, width: int, height: int, mode: str, frames: int, frame_mode: str,
                 snap_for_refiner: bool, vae=None, frames_per_batch: int = 4):
         x = video_latent(samples, "I2VGen-XL Latent Upscale")
         if snap_for_refiner:
-            new_w, new_h = pre.snap_refiner_size(width, height)
+            new_w, new_h = snap_refiner_size(width, height)
             if (new_w, new_h) != (width, height):
                 LOG.info("I2VGen-XL Latent Upscale: %dx%d snapped to %dx%d for MS-Vid2Vid-XL", width, height,
                          new_w, new_h)
             width, height = new_w, new_h
-        err = size_error(width, height, minimum=16)
-        if err:
-            raise ValueError(f"I2VGen-XL Latent Upscale: {err}")
+        check_pixel_size("I2VGen-XL Latent Upscale", width, height, minimum=16)
         h, w = height // 8, width // 8
         b, c, f = x.shape[:3]
         target_f = f if frames <= 0 else int(frames)
@@ -92,12 +79,12 @@ class I2VGenXLLatentUpscale:
             progress = Progress(b * (-(-f // per) + -(-target_f // per)))
             outs = []
             for i in range(b):
-                pixels = _decode_frames(vae, x[i].movedim(1, 0), per, progress)  # [F, H, W, 3]
-                pixels = pre.resample_frames(pixels, target_f, frame_mode, dim=0)
+                pixels = decode_frames(vae, x[i].movedim(1, 0), per, progress)  # [F, H, W, 3]
+                pixels = resample_frames(pixels, target_f, frame_mode, dim=0)
                 outs.append(encode_frames(vae, pixels, width, height, per, progress).movedim(0, 1))
             out = torch.stack(outs, dim=0)
         elif mode == "latent":
-            y = pre.resample_frames(x, target_f, frame_mode, dim=2)
+            y = resample_frames(x, target_f, frame_mode, dim=2)
             flat = y.movedim(2, 1).reshape(b * target_f, c, *y.shape[-2:])
             flat = F.interpolate(flat.float(), size=(h, w), mode="bilinear", align_corners=False)
             out = flat.reshape(b, target_f, c, h, w).movedim(1, 2)

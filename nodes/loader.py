@@ -14,7 +14,8 @@ import folder_paths
 
 from ..i2vgen_core import CheckpointError
 from ..i2vgen_core.attention import BACKENDS
-from .comfy_model import VARIANT_NAMES, I2VGenXLModel, load_comfy_unet
+from ..i2vgen_core.config import VARIANT_NAMES
+from .comfy_model import I2VGenXLModel, load_comfy_unet
 
 log = logging.getLogger(__name__)
 

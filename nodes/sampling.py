@@ -25,9 +25,11 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
+from ..i2vgen_core.config import VARIANT_NAMES
 from ..i2vgen_core.sampling import strength_to_timestep
-from ..i2vgen_core.unet import check_latent_size
-from .comfy_model import VARIANT_NAMES, conditioning_problem
+from ..i2vgen_core.sizes import check_latent_size
+from .common import video_latent
+from .comfy_model import conditioning_problem
 
 #: Samplers whose sigma list drops the penultimate level (ComfyUI's set plus the MS-Vid2Vid-XL solver).
 DISCARD_PENULTIMATE = set(comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS) | {
@@ -42,21 +44,6 @@ def model_variant(model) -> str:
         raise ValueError("This sampler needs a MODEL from the I2VGen-XL Model Loader (I2VGenXLModelLoader); for "
                          "other models use ComfyUI's KSampler.")
     return variant
-
-
-def video_latent(latent: dict, what: str = "latent_image") -> torch.Tensor:
-    """The [B, 4, F, h, w] samples of a LATENT, or a ValueError that says what is expected."""
-    samples = latent.get("samples") if isinstance(latent, dict) else None
-    if not isinstance(samples, torch.Tensor):
-        raise ValueError(f"{what} is not a LATENT with 'samples'; connect a video LATENT.")
-    if samples.ndim != 5 or samples.shape[1] != 4:
-        raise ValueError(f"{what} must be a video latent [batch, 4, frames, height/8, width/8] (from "
-                         f"I2VGenXLConditioning, I2VGenXLVideoEncode or I2VGenXLLatentUpscale); got shape "
-                         f"{list(samples.shape)}" + (" (an image latent)" if samples.ndim == 4 else "") + ".")
-    if samples.shape[0] < 1 or samples.shape[2] < 1:
-        raise ValueError(f"{what} has {samples.shape[0]} videos of {samples.shape[2]} frames; it needs at least one "
-                         f"video of at least one frame.")
-    return samples
 
 
 def check_size(model, samples: torch.Tensor, variant: str) -> None:
@@ -80,6 +67,15 @@ def check_conditioning(model, conditioning, which: str, variant: str, samples: t
         problem = conditioning_problem(cfg, name, which, text, values, tuple(samples.shape[-2:]))
         if problem:
             raise ValueError(problem)
+
+
+def checked_samples(model, variant: str, latent_image: dict, positive, negative) -> torch.Tensor:
+    """The video latent's samples once its shape, its size and both conditionings fit the model."""
+    samples = video_latent(latent_image)
+    check_size(model, samples, variant)
+    check_conditioning(model, positive, "positive", variant, samples)
+    check_conditioning(model, negative, "negative", variant, samples)
+    return samples
 
 
 # ----------------------------------------------------------------------------------------------- sampling
@@ -175,22 +171,27 @@ def run_sampler(model, latent: dict, seed: int, cfg: float, sampler_name: str, p
     return result
 
 
-def _common_inputs(steps: int, cfg: float, cfg_tip: str, sampler: str, scheduler: str, sched_tip: str) -> dict:
-    return {
+def sampler_inputs(*, latent_tip: str, steps: int, cfg: float, cfg_tip: str, sampler: str, scheduler: str,
+                   scheduler_tip: str, after_seed: dict | None = None, after_cfg: dict | None = None) -> dict:
+    """INPUT_TYPES of a sampler node in widget order; `after_seed` / `after_cfg` insert the node's own inputs."""
+    return {"required": {
         "model": ("MODEL", {"tooltip": "The I2VGen-XL family UNet from I2VGen-XL Model Loader."}),
         "positive": ("CONDITIONING", {"tooltip": "Positive conditioning from I2VGenXLConditioning (text, CLIP image "
                                                  "embedding, image latent and fps, as the model needs)."}),
         "negative": ("CONDITIONING", {"tooltip": "Negative conditioning from I2VGenXLConditioning (its CLIP image "
                                                  "embedding is zero, as in the original unconditional branch)."}),
+        "latent_image": ("LATENT", {"tooltip": latent_tip}),
         "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                          "tooltip": "Random seed of the starting noise."}),
+        **(after_seed or {}),
         "steps": ("INT", {"default": steps, "min": 1, "max": 1000,
                           "tooltip": "Number of denoising steps (model evaluations per step depend on the sampler)."}),
         "cfg": ("FLOAT", {"default": cfg, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": cfg_tip}),
+        **(after_cfg or {}),
         "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {
             "default": sampler, "tooltip": "ComfyUI sampling algorithm; 'ddim' is deterministic DDIM (eta 0)."}),
-        "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": scheduler, "tooltip": sched_tip}),
-    }
+        "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"default": scheduler, "tooltip": scheduler_tip}),
+    }}
 
 
 class I2VGenXLSampler:
@@ -209,16 +210,14 @@ class I2VGenXLSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        inputs = _common_inputs(
-            50, 9.0,
-            "Classifier-free guidance scale. 9.0 for I2VGen-XL (the paper's value); 3.0 is recommended for "
-            "MS-Image2Video.", "ddim", "ddim_uniform",
-            "How the steps are spread over the noise levels; ddim_uniform = the original DDIM 'leading' timesteps "
-            "(981, 961, ..., 1 for 50 steps).")
-        inputs["latent_image"] = ("LATENT", {"tooltip": "Empty video latent from I2VGenXLConditioning; its size "
-                                                        "sets width, height, frames and batch."})
-        order = ["model", "positive", "negative", "latent_image", "seed", "steps", "cfg", "sampler_name", "scheduler"]
-        return {"required": {k: inputs[k] for k in order}}
+        return sampler_inputs(
+            latent_tip="Empty video latent from I2VGenXLConditioning; its size sets width, height, frames and batch.",
+            steps=50, cfg=9.0,
+            cfg_tip="Classifier-free guidance scale. 9.0 for I2VGen-XL (the paper's value); 3.0 is recommended for "
+                    "MS-Image2Video.",
+            sampler="ddim", scheduler="ddim_uniform",
+            scheduler_tip="How the steps are spread over the noise levels; ddim_uniform = the original DDIM "
+                          "'leading' timesteps (981, 961, ..., 1 for 50 steps).")
 
     def sample(self, model, positive, negative, latent_image, seed: int, steps: int = 50, cfg: float = 9.0,
                sampler_name: str = "ddim", scheduler: str = "ddim_uniform"):
@@ -227,10 +226,7 @@ class I2VGenXLSampler:
             raise ValueError("This MODEL is MS-Vid2Vid-XL, the cascade's refinement stage: it does not generate from "
                              "noise. Use it in I2VGen-XL Refine Sampler (I2VGenXLRefineSampler) on the output of the "
                              "base stage.")
-        samples = video_latent(latent_image)
-        check_size(model, samples, variant)
-        check_conditioning(model, positive, "positive", variant, samples)
-        check_conditioning(model, negative, "negative", variant, samples)
+        checked_samples(model, variant, latent_image, positive, negative)
         return (run_sampler(model, latent_image, seed, cfg, sampler_name, positive, negative, steps=steps,
                             scheduler=scheduler),)
 
@@ -250,34 +246,30 @@ class I2VGenXLRefineSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        inputs = _common_inputs(
-            30, 7.5, "Classifier-free guidance scale (7.5 in the original refiner).", "dpmpp_2m_sde", "simple",
-            "How the steps are spread over timesteps 0..t_start; 'simple' starts exactly at t_start with even "
-            "('trailing') spacing like the original.")
-        inputs["latent_image"] = ("LATENT", {"tooltip": "Video latent to refine: the base stage's output, upscaled "
-                                                        "with I2VGenXLLatentUpscale, or I2VGenXLVideoEncode's."})
-        inputs["strength"] = ("FLOAT", {"default": 0.6, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
-                                        "How much of the input is re-imagined: noise is added up to timestep "
-                                        "round(strength*1000)-1. 0.6 (t=599) is the original; lower keeps more."})
-        inputs["guidance_rescale"] = ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                                                "Pulls the guided prediction's std towards the conditional one's to "
-                                                "avoid over-saturation at high cfg (0.2 in the original; 0 = off)."})
-        order = ["model", "positive", "negative", "latent_image", "seed", "strength", "steps", "cfg",
-                 "guidance_rescale", "sampler_name", "scheduler"]
-        return {"required": {k: inputs[k] for k in order}}
+        strength = ("FLOAT", {"default": 0.6, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
+                              "How much of the input is re-imagined: noise is added up to timestep "
+                              "round(strength*1000)-1. 0.6 (t=599) is the original; lower keeps more."})
+        guidance_rescale = ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                                      "Pulls the guided prediction's std towards the conditional one's to avoid "
+                                      "over-saturation at high cfg (0.2 in the original; 0 = off)."})
+        return sampler_inputs(
+            latent_tip="Video latent to refine: the base stage's output, upscaled with I2VGenXLLatentUpscale, or "
+                       "I2VGenXLVideoEncode's.",
+            steps=30, cfg=7.5, cfg_tip="Classifier-free guidance scale (7.5 in the original refiner).",
+            sampler="dpmpp_2m_sde", scheduler="simple",
+            scheduler_tip="How the steps are spread over timesteps 0..t_start; 'simple' starts exactly at t_start "
+                          "with even ('trailing') spacing like the original.",
+            after_seed={"strength": strength}, after_cfg={"guidance_rescale": guidance_rescale})
 
     def sample(self, model, positive, negative, latent_image, seed: int, strength: float = 0.6, steps: int = 30,
                cfg: float = 7.5, guidance_rescale: float = 0.2, sampler_name: str = "dpmpp_2m_sde",
                scheduler: str = "simple"):
         variant = model_variant(model)
-        samples = video_latent(latent_image)
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}.")
         if not 0.0 <= guidance_rescale <= 1.0:
             raise ValueError(f"guidance_rescale must be between 0 and 1, got {guidance_rescale}.")
-        check_size(model, samples, variant)
-        check_conditioning(model, positive, "positive", variant, samples)
-        check_conditioning(model, negative, "negative", variant, samples)
+        checked_samples(model, variant, latent_image, positive, negative)
         if guidance_rescale > 0.0 and abs(cfg - 1.0) > 1e-6:
             model = model.clone()
             model.set_model_sampler_post_cfg_function(guidance_rescale_post_cfg(guidance_rescale))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..i2vgen_core import preprocess as pre
-from .common import CATEGORY_VIDEO, LOG, Progress, check_interrupt, chunks, intermediate_device
+from ..i2vgen_core.postprocess import is_grey_frame
+from .common import CATEGORY_VIDEO, LOG, Progress, decode_frames, video_latent
 
 
 class I2VGenXLVideoDecode:
@@ -46,35 +46,15 @@ class I2VGenXLVideoDecode:
 
     def decode(self, vae, samples, frames_per_batch: int, tile: bool, tile_size: int, drop_grey_last_frame: bool,
                fps: float):
-        x = samples["samples"] if isinstance(samples, dict) else None
-        if x is None or x.ndim not in (4, 5):
-            raise ValueError("I2VGen-XL Video Decode: expected a LATENT [batch, 4, frames, h, w] "
-                             "(or [frames, 4, h, w])")
-        if x.ndim == 4:
-            x = x.movedim(0, 1).unsqueeze(0)
-        if x.shape[1] != 4:
-            raise ValueError(f"I2VGen-XL Video Decode: the latent has {x.shape[1]} channels; the SD2.1 VAE needs 4")
+        x = video_latent(samples, "I2VGen-XL Video Decode")
         b, _, f = x.shape[:3]
         per = max(1, int(frames_per_batch))
         progress = Progress(b * -(-f // per))
-        device = intermediate_device()
-        tile_px = max(64, int(tile_size))
+        tile_px = max(64, int(tile_size)) if tile else None
         videos = []
         for i in range(b):
-            frames = x[i].movedim(1, 0)  # [F, 4, h, w]
-            out = []
-            for start, stop in chunks(f, per):
-                check_interrupt()
-                piece = frames[start:stop]
-                if tile:
-                    images = vae.decode_tiled(piece, tile_x=tile_px // 8, tile_y=tile_px // 8,
-                                              overlap=max(1, tile_px // 64))
-                else:
-                    images = vae.decode(piece)
-                out.append(images.reshape(-1, *images.shape[-3:]).to(device))
-                progress.step()
-            video = torch.cat(out, dim=0)
-            if drop_grey_last_frame and video.shape[0] > 1 and pre.is_grey_frame(video[-1]):
+            video = decode_frames(vae, x[i].movedim(1, 0), per, progress, tile_size=tile_px)  # [F, H, W, 3]
+            if drop_grey_last_frame and video.shape[0] > 1 and is_grey_frame(video[-1]):
                 LOG.info("I2VGen-XL Video Decode: dropped the grey last frame of video %d", i)
                 video = video[:-1]
             videos.append(video)

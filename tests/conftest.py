@@ -1,4 +1,5 @@
-"""Test-suite setup: make the tests' own helper modules importable (never the repo root, see DESIGN.md)."""
+"""Test-suite setup: make the tests' own helper modules importable. Never the repo root: it is a ComfyUI custom-node
+package whose nodes/ folder would shadow ComfyUI's own top-level `nodes` module."""
 
 import sys
 from pathlib import Path

@@ -37,8 +37,8 @@ def test_i2vgen_xl_parameter_count(name):
     unet = load_unet(meta_state_dict(name), device="meta")
     assert sum(p.numel() for p in unet.parameters()) == 1_420_469_224
     c = unet.config
-    assert (c.model_channels, c.channel_mult, c.head_dim, c.context_dim, c.num_image_tokens) == \
-        (320, (1, 2, 4, 4), 64, 1024, 4)
+    assert (c.model_channels, c.block_channels, c.head_dim, c.context_dim, c.num_image_tokens) == \
+        (320, (320, 640, 1280, 1280), 64, 1024, 4)
 
 
 @pytest.mark.parametrize("prefix", ["model.diffusion_model.", "module."])

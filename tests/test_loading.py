@@ -66,6 +66,20 @@ def test_converter_writes_loadable_safetensors(tmp_path, capsys):
     assert convert_main([str(tmp_path / "base.pth"), str(tmp_path / "x.ckpt")]) == 2
 
 
+
+def test_safetensors_with_metadata_of_the_multiplier_era_still_load(tmp_path):
+    """Files converted before the channel plan was stored as channels carry model_channels + channel_mult."""
+    import json
+
+    unet = random_unet("ms_vid2vid_xl", norm_groups=16)  # a group count the tensors cannot tell: metadata is read
+    old = {k: v for k, v in unet.config.to_dict().items() if k != "block_channels"}
+    old.update(model_channels=32, channel_mult=[1, 2, 2, 2])
+    save_file(export_state_dict(unet, "modelscope"), str(tmp_path / "old.safetensors"),
+              metadata={"i2vgen_config": json.dumps(old)})
+    loaded = load_unet(tmp_path / "old.safetensors")
+    assert loaded.config == unet.config and loaded.config.block_channels == (32, 64, 64, 64)
+
+
 class Evil:
     def __reduce__(self):
         return (print, ("this would have run code",))

@@ -185,3 +185,18 @@ def test_default_image_branch_scale_is_vgen(saved):
 def test_scalar_timestep_matches_diffusers(saved):
     """A Python-number timestep broadcasts over the batch the way diffusers does."""
     _check(saved, _load(saved["folder"]), (2, 2, 8, 8), "scalar timestep", timestep=500)
+
+
+def test_channels_that_are_not_multiples_of_the_first_level_load(tmp_path):
+    """block_out_channels (96, 192, 256, 256): 256 is no integer multiple of 96, so the channel plan must be held as
+    channels (not multipliers); the diffusers folder loads and computes what diffusers computes."""
+    config = {**rm.DIFFUSERS_REAL_SHAPED_CONFIG, "block_out_channels": (96, 192, 256, 256), "layers_per_block": 1,
+              "attention_head_dim": 32}
+    ref = rm.build_diffusers_unet(config, seed=7)
+    ref.save_pretrained(tmp_path / "unet", safe_serialization=True)
+    unet = _load(tmp_path / "unet")
+    assert unet.config.block_channels == (96, 192, 256, 256) and unet.config.model_channels == 96
+    inputs = _inputs(config, 1, 2, 8, 12)
+    ref32 = _run_reference(ref, inputs)
+    ref64 = _run_reference(rm.float64_copy(ref), rm.to_float64(inputs))
+    rm.assert_fp32_parity(_run_ours(unet, inputs), ref32, ref64, "block_out_channels (96, 192, 256, 256)")

@@ -1,4 +1,5 @@
-"""i2vgen_core.preprocess against PIL (the original pipelines' resizer) and the ModelScope refiner's layers."""
+"""i2vgen_core.preprocess against PIL (the original pipelines' resizer); the refiner's size rule against the ModelScope
+refiner's layers; grey-frame check and frame resampling."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from i2vgen_core import frames, postprocess, sizes
 from i2vgen_core import preprocess as P
 
 Image = pytest.importorskip("PIL.Image")
@@ -160,14 +162,14 @@ def _v2v_roundtrip_ok(module, h: int, w: int) -> bool:
 def test_vid2vid_heights_match_modelscope_layers():
     module = _modelscope_v2v_module()
     for h in range(2, 130):
-        assert P.vid2vid_valid_height(h) == _v2v_roundtrip_ok(module, h, 16), h
-    assert _v2v_roundtrip_ok(module, 90, 160) and P.vid2vid_valid_height(90)
-    assert not P.vid2vid_valid_height(88)
+        assert sizes.padded_height_ok(h) == _v2v_roundtrip_ok(module, h, 16), h
+    assert _v2v_roundtrip_ok(module, 90, 160) and sizes.padded_height_ok(90)
+    assert not sizes.padded_height_ok(88)
 
 
 def test_vid2vid_valid_height_closed_form():
     for h in range(1, 300):
-        assert P.vid2vid_valid_height(h) == (h % 8 == 2), h
+        assert sizes.padded_height_ok(h) == (h % 8 == 2), h
 
 
 @pytest.mark.parametrize("size,expected", [((1280, 720), (1280, 720)), ((1280, 704), (1280, 720)),
@@ -175,32 +177,32 @@ def test_vid2vid_valid_height_closed_form():
                                            ((448, 256), (448, 272)),
                                            ((10, 10), (64, 16)), ((1920, 1080), (1920, 1104))])
 def test_snap_refiner_size(size, expected):
-    w, h = P.snap_refiner_size(*size)
+    w, h = sizes.snap_refiner_size(*size)
     assert (w, h) == expected
-    assert w % 64 == 0 and P.vid2vid_valid_height(h // 8)
+    assert w % 64 == 0 and sizes.padded_height_ok(h // 8)
 
 
 def test_grey_frame_rule():
     grey = torch.full((32, 32, 3), 127 / 255.0)
-    assert P.is_grey_frame(grey)
+    assert postprocess.is_grey_frame(grey)
     mixed = grey.clone()
     mixed[:20] = 1.0  # 62.5 % white -> 37.5 % grey
-    assert not P.is_grey_frame(mixed)
-    assert not P.is_grey_frame(torch.rand(64, 64, 3) * 0.3)
+    assert not postprocess.is_grey_frame(mixed)
+    assert not postprocess.is_grey_frame(torch.rand(64, 64, 3) * 0.3)
     # truncation like astype(uint8): 116.99 -> 116 (outside), 137.99 -> 137 (inside)
-    assert not P.is_grey_frame(torch.full((4, 4, 3), 116.99 / 255.0))
-    assert P.is_grey_frame(torch.full((4, 4, 3), 137.99 / 255.0))
+    assert not postprocess.is_grey_frame(torch.full((4, 4, 3), 116.99 / 255.0))
+    assert postprocess.is_grey_frame(torch.full((4, 4, 3), 137.99 / 255.0))
 
 
 def test_resample_frames():
     v = torch.arange(4.0).view(1, 1, 4, 1, 1)
-    assert P.resample_frames(v, 8, "repeat").flatten().tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
-    assert P.resample_frames(v, 2, "repeat").flatten().tolist() == [0, 2]
-    interp = P.resample_frames(v, 7, "interpolate").flatten()
+    assert frames.resample_frames(v, 8, "repeat").flatten().tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert frames.resample_frames(v, 2, "repeat").flatten().tolist() == [0, 2]
+    interp = frames.resample_frames(v, 7, "interpolate").flatten()
     assert torch.allclose(interp, torch.linspace(0, 3, 7))
-    assert P.resample_frames(v, 4, "interpolate") is v
+    assert frames.resample_frames(v, 4, "interpolate") is v
     with pytest.raises(ValueError):
-        P.resample_frames(v, 0)
+        frames.resample_frames(v, 0)
 
 
 def test_resize_video_bilinear_matches_refiner():

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from i2vgen_core.unet import check_latent_size, vid2vid_latent_height_ok
+from i2vgen_core.attention import Chunked
+from i2vgen_core.sizes import check_latent_size, padded_height_ok
 
 from helpers import inputs_for, random_unet
 
@@ -43,8 +44,8 @@ def test_scalar_timestep_and_single_frame():
 
 
 def test_vid2vid_heights():
-    assert vid2vid_latent_height_ok(90)  # 720p
-    assert not vid2vid_latent_height_ok(88)  # 704p does not round-trip through the padded downsampling
+    assert padded_height_ok(90)  # 720p
+    assert not padded_height_ok(88)  # 704p does not round-trip through the padded downsampling
     unet = random_unet("ms_vid2vid_xl")
     with pytest.raises(ValueError, match="nearest height that works"):
         check_latent_size(unet.config, 88, 160)
@@ -58,14 +59,8 @@ def test_attention_backends_agree(variant):
     x, t, kw = inputs_for(unet, h=10, w=16)
     unet.set_attention_backend("sdpa")
     ref = unet(x, t, **kw)
-    import i2vgen_core.attention as attn
-    original = attn.chunked_attention.__defaults__
-    attn.chunked_attention.__defaults__ = (512,)  # force both the batch-slicing and the query-slicing paths
-    try:
-        assert unet.set_attention_backend("chunked") == "chunked"
-        out = unet(x, t, **kw)
-    finally:
-        attn.chunked_attention.__defaults__ = original
+    assert unet.set_attention_backend(Chunked(512)) == "chunked"  # small: both batch- and query-slicing paths
+    out = unet(x, t, **kw)
     assert (out - ref).abs().max() <= 1e-5 * max(1.0, ref.abs().max().item())
 
 
@@ -100,21 +95,21 @@ def test_speed_levers_keep_the_numbers():
     torch.testing.assert_close(unet(x, t, **kw), ref, atol=1e-6, rtol=1e-5)
     unet.set_split_video_norm(False)
     fp8 = load_unet(export_state_dict(unet, "vgen"), dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
-    assert fp8.out[2].weight.dtype == torch.float8_e4m3fn and fp8.dtype == torch.float32
+    assert fp8.weight_dtype == torch.float8_e4m3fn and fp8.dtype == torch.float32
     err = (fp8(x, t, **kw) - ref).abs().max() / ref.abs().max()
     assert err < 0.1  # fp8 storage rounds each weight to 3 mantissa bits
 
 
 def test_compile_blocks_keeps_the_numbers():
     """Regional torch.compile (opt-in speed lever) compiles every block in place and changes nothing numerically."""
-    unet = random_unet("ms_vid2vid_xl", channel_mult=(1, 2), attention_levels=(True, False))
+    unet = random_unet("ms_vid2vid_xl", block_channels=(32, 64), attention_levels=(True, False))
     x, t, kw = inputs_for(unet, h=10, w=16)
     ref = unet(x, t, **kw)
     assert unet.compile_blocks(dynamic=False) == 25
     torch.testing.assert_close(unet(x, t, **kw), ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="before compile_blocks"):
         unet.set_channels_last(True)
-    assert set(unet.state_dict()) == set(random_unet("ms_vid2vid_xl", channel_mult=(1, 2),
+    assert set(unet.state_dict()) == set(random_unet("ms_vid2vid_xl", block_channels=(32, 64),
                                                      attention_levels=(True, False)).state_dict())
 
 

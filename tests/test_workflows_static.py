@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from i2vgen_core import preprocess as pre
+from i2vgen_core import sizes
 from i2vgen_core.demo_weights import demo_file_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ def test_sizes_fit_the_models(name):
     for n in api.values():
         inputs = n["inputs"]
         if n["class_type"] in ("I2VGenXLLatentUpscale", "I2VGenXLVideoEncode"):
-            assert pre.snap_refiner_size(inputs["width"], inputs["height"]) == (inputs["width"], inputs["height"])
+            assert sizes.snap_refiner_size(inputs["width"], inputs["height"]) == (inputs["width"], inputs["height"])
         for key in ("width", "height"):
             if key in inputs and not isinstance(inputs[key], list):
                 assert inputs[key] % 8 == 0
@@ -238,8 +238,6 @@ def test_headless_rejects_ui_format(headless, tmp_path, capsys):
 
 
 def test_headless_smoke_sizes_stay_valid(headless):
-    from i2vgen_core.preprocess import vid2vid_valid_height
-
     for path in API_FILES:
         small = headless.smoke_sized(_load(path))
         for node in small.values():
@@ -247,6 +245,6 @@ def test_headless_smoke_sizes_stay_valid(headless):
             if node["class_type"] in headless.SIZED and isinstance(inputs.get("width"), int):
                 assert inputs["width"] % 8 == 0 and inputs["height"] % 8 == 0 and inputs["width"] >= 64
                 if node["class_type"] in ("I2VGenXLLatentUpscale", "I2VGenXLVideoEncode"):
-                    assert inputs["width"] % 64 == 0 and vid2vid_valid_height(inputs["height"] // 8), inputs
+                    assert inputs["width"] % 64 == 0 and sizes.padded_height_ok(inputs["height"] // 8), inputs
             if node["class_type"] in headless.SAMPLERS:
                 assert inputs["steps"] <= 2

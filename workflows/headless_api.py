@@ -10,13 +10,15 @@
     # a smoke test (e.g. on CPU with the demo weights): a tenth of the size, an eighth of the frames, 2 steps
     python workflows/headless_api.py workflows/api/i2vgen_xl_cascade.api.json --smoke
 
-Only the standard library is needed. With the `websocket-client` package installed, progress is followed live over
+Only the standard library is needed (the size rules are read from the pack's own i2vgen_core/sizes.py, which is
+standard-library only too). With the `websocket-client` package installed, progress is followed live over
 ComfyUI's websocket; otherwise /history is polled. Exit status: 0 done, 1 the server reported an error, 2 bad use.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import mimetypes
 import sys
@@ -27,6 +29,23 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Optional
+
+
+def _load_sizes():
+    """The pack's size rules: i2vgen_core/sizes.py next to this folder, loaded by path (no torch, no package
+    import); an installed i2vgen_core otherwise."""
+    path = Path(__file__).resolve().parent.parent / "i2vgen_core" / "sizes.py"
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location("_i2vgen_sizes", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    from i2vgen_core import sizes  # the script copied out of the pack, with the package installed
+
+    return sizes
+
+
+sizes = _load_sizes()
 
 IMAGE_LOADERS = {"LoadImage": "image"}
 VIDEO_LOADERS = {"LoadVideo": "file"}
@@ -227,18 +246,12 @@ SAMPLERS = ("I2VGenXLSampler", "I2VGenXLRefineSampler", "KSampler", "KSamplerAdv
 SIZED = ("I2VGenXLConditioning", "I2VGenXLDetailEncode", "I2VGenXLLatentUpscale", "I2VGenXLVideoEncode")
 
 
-def _refiner_size_ok(width: int, height: int) -> bool:
-    """MS-Vid2Vid-XL takes widths that are multiples of 64 px and latent heights that are 2 mod 8 (720 px)."""
-    return width % 64 == 0 and height % 8 == 0 and (height // 8) % 8 == 2
-
-
 def small_size(width: int, height: int) -> tuple[int, int]:
     """A tenth of a pixel size, multiples of 8, >= 64; sizes MS-Vid2Vid-XL accepts map to sizes it accepts."""
     w = max(64, int(round(width / 80)) * 8)
     h = max(64, int(round(height / 80)) * 8)
-    if _refiner_size_ok(width, height):
-        w = max(64, int(round(w / 64)) * 64)
-        h = (min(range(2, 400, 8), key=lambda lat: abs(lat * 8 - h))) * 8
+    if sizes.refiner_size_ok(width, height):
+        return sizes.snap_refiner_size(w, h)
     return w, h
 
 

@@ -314,6 +314,36 @@ def memory_manager_loads_and_frees_the_model():
     return {"model_size_bytes": size}
 
 
+@check
+def every_video_node_rejects_image_latents():
+    """One video-latent check: Video Decode, Latent Upscale and both samplers refuse a 4-D image latent alike."""
+    import torch
+    from i2vgen_pkg.nodes.latent import I2VGenXLLatentUpscale
+    from i2vgen_pkg.nodes.sampling import I2VGenXLRefineSampler, I2VGenXLSampler
+    from i2vgen_pkg.nodes.video import I2VGenXLVideoDecode
+
+    image_latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    pos, neg = conds(8, 8)
+    calls = {
+        "decode": lambda: I2VGenXLVideoDecode().decode(None, image_latent, 2, False, 512, False, 8.0),
+        "upscale": lambda: I2VGenXLLatentUpscale().upscale(image_latent, 64, 64, "latent", 0, "repeat", False),
+        "sampler": lambda: I2VGenXLSampler().sample(tiny_patcher("i2vgen_xl"), pos, neg, image_latent, 0, steps=1),
+        "refine": lambda: I2VGenXLRefineSampler().sample(tiny_patcher("i2vgen_xl"), pos, neg, image_latent, 0,
+                                                         steps=1),
+    }
+    messages = {}
+    for name, call in calls.items():
+        try:
+            call()
+        except ValueError as err:
+            messages[name] = str(err)
+        else:
+            raise AssertionError(f"{name} accepted a 4-D image latent")
+    assert all("expected a video latent [batch, 4, frames, height/8, width/8]" in m and "no frame axis" in m
+               for m in messages.values()), messages
+    return messages
+
+
 def main() -> int:
     global DEMO_DIR
     comfy_root, repo, DEMO_DIR = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -10,7 +10,7 @@ JSON; the tests below check it:
   and types, every widget holding the file's value (by name against workflows/api/NAME.api.json, so a wrong
   widget order fails), saving gives back the file's widgets_values, and our nodes get the pack's colour;
 * ``graphToPrompt()`` gives exactly workflows/api/NAME.api.json (class types, widget values and links);
-* the Latent Upscale size hint drawn by the extension agrees with ``i2vgen_core.preprocess.snap_refiner_size``;
+* the Latent Upscale size hint drawn by the extension agrees with ``i2vgen_core.sizes.snap_refiner_size``;
 * GET /workflow_templates lists the pack with exactly the UI workflows (no ``.api`` ones), and the files are
   served where the template browser fetches them (no browser needed for this one).
 
@@ -270,7 +270,7 @@ def test_graph_to_prompt_gives_the_api_file(report, object_info, name):
 
 
 def test_latent_upscale_hint_matches_the_python_snap(report):
-    from i2vgen_core.preprocess import snap_refiner_size
+    from i2vgen_core.sizes import snap_refiner_size
 
     snap = report["snap"]
     assert "error" not in snap, snap

@@ -22,6 +22,7 @@ CHECKS = (
     "fp8_storage_computes_like_fp8_rounded_weights",
     "loader_builds_from_comfy_ops_and_reports_bad_choices",
     "memory_manager_loads_and_frees_the_model",
+    "every_video_node_rejects_image_latents",
 )
 
 

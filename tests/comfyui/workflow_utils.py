@@ -6,7 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from i2vgen_core.preprocess import snap_refiner_size
+from i2vgen_core.sizes import snap_refiner_size
 
 REPO = Path(__file__).resolve().parents[2]
 

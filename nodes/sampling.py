@@ -28,6 +28,7 @@ import latent_preview
 from ..i2vgen_core.sampling import strength_to_timestep
 from ..i2vgen_core.unet import check_latent_size
 from .comfy_model import VARIANT_NAMES, conditioning_problem
+from .context_windows import windows_batch_problem, with_context_windows
 
 #: Samplers whose sigma list drops the penultimate level (ComfyUI's set plus the MS-Vid2Vid-XL solver).
 DISCARD_PENULTIMATE = set(comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS) | {
@@ -264,11 +265,20 @@ class I2VGenXLRefineSampler:
                                                 "avoid over-saturation at high cfg (0.2 in the original; 0 = off)."})
         order = ["model", "positive", "negative", "latent_image", "seed", "strength", "steps", "cfg",
                  "guidance_rescale", "sampler_name", "scheduler"]
-        return {"required": {k: inputs[k] for k in order}}
+        optional = {
+            "context_frames": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip":
+                                       "Refine in overlapping temporal windows of this many frames (32 for "
+                                       "MS-Vid2Vid-XL), so videos of any length fit in the memory of one window; "
+                                       "0 = off (the whole video at once)."}),
+            "context_overlap": ("INT", {"default": 8, "min": 0, "max": 1023, "tooltip":
+                                        "Frames shared by neighbouring windows, cross-faded every step (used when "
+                                        "context_frames > 0; must be below it)."}),
+        }
+        return {"required": {k: inputs[k] for k in order}, "optional": optional}
 
     def sample(self, model, positive, negative, latent_image, seed: int, strength: float = 0.6, steps: int = 30,
                cfg: float = 7.5, guidance_rescale: float = 0.2, sampler_name: str = "dpmpp_2m_sde",
-               scheduler: str = "simple"):
+               scheduler: str = "simple", context_frames: int = 0, context_overlap: int = 8):
         variant = model_variant(model)
         samples = video_latent(latent_image)
         if not 0.0 < strength <= 1.0:
@@ -278,6 +288,11 @@ class I2VGenXLRefineSampler:
         check_size(model, samples, variant)
         check_conditioning(model, positive, "positive", variant, samples)
         check_conditioning(model, negative, "negative", variant, samples)
+        if context_frames > 0:
+            problem = windows_batch_problem(samples, context_frames)
+            if problem:
+                raise ValueError(f"I2VGen-XL Refine Sampler: {problem}.")
+            model = with_context_windows(model, context_frames, context_overlap, "I2VGen-XL Refine Sampler")
         if guidance_rescale > 0.0 and abs(cfg - 1.0) > 1e-6:
             model = model.clone()
             model.set_model_sampler_post_cfg_function(guidance_rescale_post_cfg(guidance_rescale))

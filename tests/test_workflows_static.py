@@ -30,6 +30,7 @@ OUR_NODES = {
     "I2VGenXLVideoEncode": ["LATENT"],
     "I2VGenXLLatentUpscale": ["LATENT"],
     "I2VGenXLVideoDecode": ["IMAGE", "FLOAT"],
+    "I2VGenXLExtend": ["LATENT"],
 }
 NATIVE_NODES = {
     "CLIPLoader": ["CLIP"],

@@ -71,6 +71,8 @@ class Graph:
 
 # the loader's optional speed levers, at their defaults (explicit so the UI files carry every widget value)
 LOADER_SPEED_DEFAULTS = {"fused_projections": True, "channels_last": False, "compile": "disabled"}
+# the refine sampler's optional context windows, off (explicit for the same reason)
+NO_CONTEXT_WINDOWS = {"context_frames": 0, "context_overlap": 8}
 
 
 def _loader_inputs(unet: str) -> dict:
@@ -112,7 +114,7 @@ def _refine_tail() -> list:
         Node(15, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
         Node(16, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
                                            "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
-                                           "scheduler": "simple"},
+                                           "scheduler": "simple", **NO_CONTEXT_WINDOWS},
              {"model": (13, 0), "positive": (14, 0), "negative": (15, 0), "latent_image": (12, 0)}),
     ]
 
@@ -204,7 +206,7 @@ def graph_refine_video() -> Graph:
         Node(9, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Negative prompt"),
         Node(10, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
                                            "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
-                                           "scheduler": "simple"},
+                                           "scheduler": "simple", **NO_CONTEXT_WINDOWS},
              {"model": (1, 0), "positive": (8, 0), "negative": (9, 0), "latent_image": (7, 0)}),
     ] + _save(11, 10, (6, 2), "video/refined")
     return Graph("refine_video", "Refine an existing video to 1280x720 with MS-Vid2Vid-XL", nodes, note=(

@@ -13,9 +13,9 @@ Extend node does, with colour matching off, 'mean' and 'mean_std', applied in pi
 absolute difference of its per-channel mean colour from the first clip's (0..1 pixel units), and the largest jump
 of the mean colour at a join.
 
-Memory: SDEdit refinement (1 dpmpp_2m_sde step by default, cfg) of an F-frame latent with a random MS-Vid2Vid-XL UNet, whole
-video at once versus WindowedUNet (32-frame windows, overlap 8), F = 32, 64, 96, 128. CPU: peak RSS of the process
-(ru_maxrss); CUDA: torch.cuda.max_memory_allocated as well.
+Memory: SDEdit refinement (1 dpmpp_2m_sde step by default, cfg) of an F-frame latent with a random MS-Vid2Vid-XL
+UNet, whole video at once versus WindowedUNet (32-frame windows, overlap 8), F = 32, 64, 96, 128. CPU: peak RSS of
+the process (ru_maxrss); CUDA: torch.cuda.max_memory_allocated as well.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ class I2VGenXLExtend:
                    "pixels), with the same prompt or a new one. The new clip's frame 0 repeats that frame and is "
                    "dropped, so a 16-frame video extended k times by 16-frame clips has 16 + 15k frames. Colour "
                    "matching pulls each new clip's per-channel latent mean (and std) back to the first clip's, fading "
-                   "in over the clip so the join stays smooth, against the drift that builds up over extensions. Chain several, then decode or refine (I2VGen-XL "
-                   "Refine Sampler with context_frames for long videos).")
+                   "in over the clip so the join stays smooth, against the drift that builds up over extensions. "
+                   "Chain several, then decode or refine (I2VGen-XL Refine Sampler with context_frames for long "
+                   "videos).")
     CATEGORY = "I2VGen-XL/long video"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)

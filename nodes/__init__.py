@@ -6,9 +6,9 @@ module of its own.
 
 from __future__ import annotations
 
-from . import encode, latent, loader, sampling, video
+from . import encode, latent, loader, long_video, sampling, video
 
-_MODULES = (loader, encode, latent, sampling, video)
+_MODULES = (loader, encode, latent, sampling, video, long_video)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -30,6 +30,7 @@ from ..i2vgen_core.sampling import strength_to_timestep
 from ..i2vgen_core.sizes import check_latent_size
 from .common import video_latent
 from .comfy_model import conditioning_problem
+from .context_windows import windows_batch_problem, with_context_windows
 
 #: Samplers whose sigma list drops the penultimate level (ComfyUI's set plus the MS-Vid2Vid-XL solver).
 DISCARD_PENULTIMATE = set(comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS) | {
@@ -252,7 +253,7 @@ class I2VGenXLRefineSampler:
         guidance_rescale = ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
                                       "Pulls the guided prediction's std towards the conditional one's to avoid "
                                       "over-saturation at high cfg (0.2 in the original; 0 = off)."})
-        return sampler_inputs(
+        inputs = sampler_inputs(
             latent_tip="Video latent to refine: the base stage's output, upscaled with I2VGenXLLatentUpscale, or "
                        "I2VGenXLVideoEncode's.",
             steps=30, cfg=7.5, cfg_tip="Classifier-free guidance scale (7.5 in the original refiner).",
@@ -260,16 +261,31 @@ class I2VGenXLRefineSampler:
             scheduler_tip="How the steps are spread over timesteps 0..t_start; 'simple' starts exactly at t_start "
                           "with even ('trailing') spacing like the original.",
             after_seed={"strength": strength}, after_cfg={"guidance_rescale": guidance_rescale})
+        inputs["optional"] = {
+            "context_frames": ("INT", {"default": 0, "min": 0, "max": 1024, "tooltip":
+                                       "Refine in overlapping temporal windows of this many frames (32 for "
+                                       "MS-Vid2Vid-XL), so videos of any length fit in the memory of one window; "
+                                       "0 = off (the whole video at once)."}),
+            "context_overlap": ("INT", {"default": 8, "min": 0, "max": 1023, "tooltip":
+                                        "Frames shared by neighbouring windows, cross-faded every step (used when "
+                                        "context_frames > 0; must be below it)."}),
+        }
+        return inputs
 
     def sample(self, model, positive, negative, latent_image, seed: int, strength: float = 0.6, steps: int = 30,
                cfg: float = 7.5, guidance_rescale: float = 0.2, sampler_name: str = "dpmpp_2m_sde",
-               scheduler: str = "simple"):
+               scheduler: str = "simple", context_frames: int = 0, context_overlap: int = 8):
         variant = model_variant(model)
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}.")
         if not 0.0 <= guidance_rescale <= 1.0:
             raise ValueError(f"guidance_rescale must be between 0 and 1, got {guidance_rescale}.")
-        checked_samples(model, variant, latent_image, positive, negative)
+        samples = checked_samples(model, variant, latent_image, positive, negative)
+        if context_frames > 0:
+            problem = windows_batch_problem(samples, context_frames)
+            if problem:
+                raise ValueError(f"I2VGen-XL Refine Sampler: {problem}.")
+            model = with_context_windows(model, context_frames, context_overlap, "I2VGen-XL Refine Sampler")
         if guidance_rescale > 0.0 and abs(cfg - 1.0) > 1e-6:
             model = model.clone()
             model.set_model_sampler_post_cfg_function(guidance_rescale_post_cfg(guidance_rescale))

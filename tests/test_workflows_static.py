@@ -30,6 +30,7 @@ OUR_NODES = {
     "I2VGenXLVideoEncode": ["LATENT"],
     "I2VGenXLLatentUpscale": ["LATENT"],
     "I2VGenXLVideoDecode": ["IMAGE", "FLOAT"],
+    "I2VGenXLExtend": ["LATENT"],
 }
 NATIVE_NODES = {
     "CLIPLoader": ["CLIP"],
@@ -72,7 +73,8 @@ def _import_file(name: str, path: Path):
 
 
 def test_the_four_workflows_exist():
-    assert {"i2vgen_xl_image_to_video", "i2vgen_xl_cascade", "ms_image2video_cascade", "refine_video"} <= set(NAMES)
+    assert {"i2vgen_xl_image_to_video", "i2vgen_xl_cascade", "ms_image2video_cascade", "refine_video",
+            "long_video"} <= set(NAMES)
     ui_files = {p.name[:-5] for p in WORKFLOWS.glob("*.json")}
     assert ui_files == set(NAMES), "every workflow needs both NAME.json (UI) and NAME.api.json (API)"
 

@@ -71,6 +71,8 @@ class Graph:
 
 # the loader's optional speed levers, at their defaults (explicit so the UI files carry every widget value)
 LOADER_SPEED_DEFAULTS = {"fused_projections": True, "channels_last": False, "compile": "disabled"}
+# the refine sampler's optional context windows, off (explicit for the same reason)
+NO_CONTEXT_WINDOWS = {"context_frames": 0, "context_overlap": 8}
 
 
 def _loader_inputs(unet: str) -> dict:
@@ -112,7 +114,7 @@ def _refine_tail() -> list:
         Node(15, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
         Node(16, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
                                            "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
-                                           "scheduler": "simple"},
+                                           "scheduler": "simple", **NO_CONTEXT_WINDOWS},
              {"model": (13, 0), "positive": (14, 0), "negative": (15, 0), "latent_image": (12, 0)}),
     ]
 
@@ -204,7 +206,7 @@ def graph_refine_video() -> Graph:
         Node(9, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Negative prompt"),
         Node(10, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
                                            "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
-                                           "scheduler": "simple"},
+                                           "scheduler": "simple", **NO_CONTEXT_WINDOWS},
              {"model": (1, 0), "positive": (8, 0), "negative": (9, 0), "latent_image": (7, 0)}),
     ] + _save(11, 10, (6, 2), "video/refined")
     return Graph("refine_video", "Refine an existing video to 1280x720 with MS-Vid2Vid-XL", nodes, note=(
@@ -216,7 +218,56 @@ def graph_refine_video() -> Graph:
         f"vae/{VAE}."))
 
 
-GRAPHS = (graph_image_to_video, graph_cascade, graph_ms_cascade, graph_refine_video)
+def _extend(node_id: int, previous: int, seed: int) -> Node:
+    return Node(node_id, "I2VGenXLExtend", {"seed": seed, "steps": 50, "cfg": 9.0, "sampler_name": "ddim",
+                                            "scheduler": "ddim_uniform", "length": 16, "fps": 16,
+                                            "color_match": "mean_std", "handoff": "latent", "square_size": 1280},
+                {"samples": (previous, 0), "clip_vision": (3, 0), "vae": (4, 0), "model": (1, 0),
+                 "positive": (6, 0), "negative": (7, 0)}, title=f"Extend {node_id - 11}")
+
+
+def graph_long_video() -> Graph:
+    """I2VGen-XL 16 frames, extended 3 times (61 frames), refined to 1280x720 in 32-frame windows."""
+    nodes = _loaders(1, UNET_I2VGEN_VGEN, title="Base: I2VGen-XL") + [
+        Node(5, "LoadImage", {"image": EXAMPLE_IMAGE}),
+        Node(6, "CLIPTextEncode", {"text": PROMPT}, {"clip": (2, 0)}, title="Prompt"),
+        Node(7, "CLIPTextEncode", {"text": NEGATIVE_I2VGEN}, {"clip": (2, 0)}, title="Negative prompt"),
+        Node(8, "I2VGenXLSemanticEncode", {"square_size": 1280}, {"clip_vision": (3, 0), "image": (5, 0)}),
+        Node(9, "I2VGenXLDetailEncode", {"width": 640, "height": 352}, {"vae": (4, 0), "image": (5, 0)}),
+        Node(10, "I2VGenXLConditioning", {"width": 640, "height": 352, "length": 16, "fps": 16, "batch_size": 1},
+             {"positive": (6, 0), "negative": (7, 0), "clip_vision_output": (8, 0), "image_latent": (9, 0)}),
+        Node(11, "I2VGenXLSampler", {"seed": 8888, "steps": 50, "cfg": 9.0, "sampler_name": "ddim",
+                                     "scheduler": "ddim_uniform"},
+             {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
+        _extend(12, 11, 1), _extend(13, 12, 2), _extend(14, 13, 3),
+        Node(15, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
+                                           "frame_mode": "repeat", "snap_for_refiner": True, "frames_per_batch": 4},
+             {"samples": (14, 0), "vae": (4, 0)}),
+        Node(16, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID), title="Refiner: MS-Vid2Vid-XL"),
+        Node(17, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
+        Node(18, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
+        Node(19, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
+                                           "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
+                                           "scheduler": "simple", "context_frames": 32, "context_overlap": 8},
+             {"model": (16, 0), "positive": (17, 0), "negative": (18, 0), "latent_image": (15, 0)}),
+    ] + _save(20, 19, (20, 1), "video/long_video")
+    return Graph("long_video", "Long video: I2VGen-XL extended 3 times (61 frames), refined in 32-frame windows",
+                 nodes, note=(
+                     "## Long video: extend, then refine in windows\n"
+                     "I2VGen-XL makes 16 frames at 640x352; three **I2VGen-XL Extend** nodes each continue from the "
+                     "last frame with a new 16-frame clip whose first frame (the conditioning frame again) is "
+                     "dropped: 16 + 3 x 15 = 61 frames. Each Extend can take its own prompt and seed; colour matching "
+                     "keeps every clip's colour and contrast on the first clip's, and the 'latent' hand-off uses the "
+                     "last latent frame directly (no VAE round trip).\n\n"
+                     "The 61 frames are upscaled to 1280x720 and refined by MS-Vid2Vid-XL with **context_frames 32, "
+                     "context_overlap 8**: ComfyUI's context-window handler runs the refiner on overlapping 32-frame "
+                     "windows (cross-faded), so memory is that of one 32-frame window at any length.\n\n"
+                     f"**Models**: diffusion_models/{UNET_I2VGEN_VGEN} (or the diffusers file), "
+                     f"diffusion_models/{UNET_MS_VID2VID} (ali-vilab/MS-Vid2Vid-XL), text_encoders/{TEXT_ENCODER}, "
+                     f"clip_vision/{CLIP_VISION}, vae/{VAE}."))
+
+
+GRAPHS = (graph_image_to_video, graph_cascade, graph_ms_cascade, graph_refine_video, graph_long_video)
 
 
 # ------------------------------------------------------------------------------------------ API format

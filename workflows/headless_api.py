@@ -242,8 +242,9 @@ def apply_overrides(prompt: dict, *, image: Optional[str] = None, video: Optiona
     return prompt
 
 
-SAMPLERS = ("I2VGenXLSampler", "I2VGenXLRefineSampler", "KSampler", "KSamplerAdvanced")
-SIZED = ("I2VGenXLConditioning", "I2VGenXLDetailEncode", "I2VGenXLLatentUpscale", "I2VGenXLVideoEncode")
+SAMPLERS = ("I2VGenXLSampler", "I2VGenXLRefineSampler", "KSampler", "KSamplerAdvanced", "I2VGenXLExtend")
+SIZED = ("I2VGenXLConditioning", "I2VGenXLDetailEncode", "I2VGenXLLatentUpscale", "I2VGenXLVideoEncode",
+         "I2VGenXLExtend")
 
 
 def small_size(width: int, height: int) -> tuple[int, int]:
@@ -272,6 +273,10 @@ def smoke_sized(prompt: dict) -> dict:
                 inputs[key] = small_frames(inputs[key])
         if cls in SAMPLERS and isinstance(inputs.get("steps"), int):
             inputs["steps"] = min(inputs["steps"], 2)
+        if cls in SAMPLERS and isinstance(inputs.get("context_frames"), int) and inputs["context_frames"] > 0:
+            inputs["context_frames"] = small_frames(inputs["context_frames"])  # windows still engage
+            if isinstance(inputs.get("context_overlap"), int):
+                inputs["context_overlap"] = min(small_frames(inputs["context_overlap"]), inputs["context_frames"] - 1)
     return g
 
 

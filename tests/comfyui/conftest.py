@@ -47,6 +47,7 @@ CONTRACT_NODES = (
     "I2VGenXLLatentUpscale",
     "I2VGenXLVideoEncode",
     "I2VGenXLVideoDecode",
+    "I2VGenXLExtend",
 )
 
 

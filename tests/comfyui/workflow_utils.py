@@ -37,6 +37,11 @@ def expected_latent(g: dict, link) -> dict:
     if node is None:
         return {"frames": None, "width": None, "height": None, "batch": 1}
     cls, inputs = node["class_type"], node["inputs"]
+    if cls == "I2VGenXLExtend":  # the new clip minus its first frame is appended
+        up = expected_latent(g, inputs.get("samples"))
+        length = inputs.get("length")
+        frames = up["frames"] + length - 1 if isinstance(up["frames"], int) and isinstance(length, int) else None
+        return {**up, "frames": frames}
     if cls in SAMPLERS:
         return expected_latent(g, inputs.get("latent_image"))
     if cls == "I2VGenXLConditioning":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..i2vgen_core import preprocess as pre
+from ..i2vgen_core.numerics import check_finite
 from .common import CATEGORY_VIDEO, LOG, Progress, check_interrupt, chunks, intermediate_device
 
 
@@ -74,6 +75,7 @@ class I2VGenXLVideoDecode:
                 out.append(images.reshape(-1, *images.shape[-3:]).to(device))
                 progress.step()
             video = torch.cat(out, dim=0)
+            check_finite(video, "decode")
             if drop_grey_last_frame and video.shape[0] > 1 and pre.is_grey_frame(video[-1]):
                 LOG.info("I2VGen-XL Video Decode: dropped the grey last frame of video %d", i)
                 video = video[:-1]

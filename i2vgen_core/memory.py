@@ -187,11 +187,15 @@ def advice(estimate: MemoryEstimate, available: int, *, frames: int, weight_dtyp
     if fewer > 0:
         tips.append(f"use fewer frames (each costs about {gib(per_frame)}; {frames - fewer} frames would save "
                     f"{gib(per_frame * fewer)})")
-    if estimate.decode >= estimate.sampling or estimate.decode > available // 4:
-        if not tile_size:
-            tips.append("decode with tile on in I2VGen-XL Video Decode")
-        if frames_per_batch > 1:
-            tips.append("decode with frames_per_batch 1")
+    decode = []
+    if not tile_size:
+        decode.append("decode with tile on in I2VGen-XL Video Decode")
+    if frames_per_batch > 1:
+        decode.append("decode with frames_per_batch 1")
+    if estimate.decode >= estimate.sampling:  # the decode is the peak: its levers first
+        tips = decode + tips
+    else:
+        tips += decode
     tips.append("lower the width/height or batch_size")
     return tips
 

@@ -78,7 +78,9 @@ def test_advice_names_the_levers():
     est = M.estimate_run("i2vgen_xl", 1280, 704, 16, 1)
     line, warning = M.describe(est, free=8 * M.GIB, frames=16, weight_dtype="fp16")
     assert "GiB" in line and warning is not None
-    assert "fp8" in warning and "fewer frames" in warning
+    assert "fp8" in warning and "fewer frames" in warning and "tile on" in warning and "frames_per_batch 1" in warning
+    decode_bound = M.estimate_run("i2vgen_xl", 1280, 704, 2, 1, frames_per_batch=16)
+    assert M.advice(decode_bound, 2 * M.GIB, frames=2, frames_per_batch=16)[0].startswith("decode with tile")
     assert M.describe(est, free=80 * M.GIB, frames=16)[1] is None
 
 

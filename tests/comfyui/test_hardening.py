@@ -235,3 +235,17 @@ def test_same_seed_bit_identical_across_runs_and_restart_batch_equals_singles(se
     third = srv.client.run(latent_prompt("det/c"), timeout=900)
     assert third.status == "success", third.error
     assert torch.equal(a, read_latent(srv, third))
+
+
+def test_run_larger_than_free_memory_is_warned_with_what_to_change(server):
+    srv = server["server"]
+    g = {"1": {"class_type": "I2VGenXLConditioning",
+               "inputs": {"width": 1280, "height": 704, "length": 48, "fps": 16, "batch_size": 1}},
+         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 2]}}}
+    result = srv.client.run(g, timeout=600)
+    assert result.status == "success", result.error
+    text = (result.executed.get("1") or {}).get("text") or []
+    warning = [t for t in text if t.startswith("WARNING")]
+    assert warning, text
+    assert "fp8" in warning[0] and "fewer frames" in warning[0] and "tile" in warning[0], warning[0]
+    print("\n[hardening] warning on the node:", text)

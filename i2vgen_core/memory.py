@@ -185,8 +185,8 @@ def advice(estimate: MemoryEstimate, available: int, *, frames: int, weight_dtyp
     over = estimate.peak - available
     fewer = min(frames - 1, int(-(-over // max(1, per_frame))))
     if fewer > 0:
-        tips.append(f"use fewer frames (each costs about {gib(per_frame)}; {frames - fewer} frames would save "
-                    f"{gib(per_frame * fewer)})")
+        tips.append(f"use fewer frames (each costs about {gib(per_frame)}; {frames - fewer} instead of {frames} "
+                    f"saves {gib(per_frame * fewer)})")
     decode = []
     if not tile_size:
         decode.append("decode with tile on in I2VGen-XL Video Decode")

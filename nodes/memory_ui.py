@@ -80,7 +80,7 @@ def check_run(what: str, *, variant: str, width: int, height: int, frames: int, 
         label = "" if weight_dtype else f" with {'fp16/bf16' if dtype == 'fp16' else 'fp8'} weights"
         line, warning = M.describe(est, free=free, device=device, frames=frames, weight_dtype=dtype)
         lines.append(line.replace("memory:", f"memory{label}:", 1))
-        if warning and dtype == dtypes[-1]:
+        if warning and dtype == dtypes[0]:  # fp16 unless known: its advice names fp8 too
             LOG.warning("%s: %s", what, warning)
             lines.append("WARNING: " + warning)
     return lines

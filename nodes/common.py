@@ -7,6 +7,7 @@ from typing import Iterator
 
 import torch
 
+from ..i2vgen_core.numerics import check_finite
 from ..i2vgen_core.preprocess import resize_video_bilinear
 from ..i2vgen_core.sizes import MAX_PIXELS, pixel_size_error
 
@@ -102,7 +103,9 @@ def decode_frames(vae, latents: torch.Tensor, per: int, progress: "Progress", *,
             images = vae.decode(piece)
         out.append(images.reshape(-1, *images.shape[-3:]).to(intermediate_device()))
         progress.step()
-    return torch.cat(out, dim=0)
+    video = torch.cat(out, dim=0)
+    check_finite(video, "decode")
+    return video
 
 
 def check_pixel_size(node: str, width: int, height: int, *, minimum: int = 64) -> None:

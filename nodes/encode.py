@@ -8,6 +8,7 @@ import torch
 from ..i2vgen_core import preprocess as pre
 from ..i2vgen_core.frames import image_latent_frame
 from ..i2vgen_core.sizes import pixel_size_error
+from .memory_ui import check_run
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
                      MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, check_pixel_size, encode_frames,
                      intermediate_device, single_image)
@@ -162,6 +163,9 @@ class I2VGenXLConditioning:
         if length < 1:
             raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
         h, w = height // 8, width // 8
+        variant = "i2vgen_xl" if image_latent is not None or clip_vision_output is None else "ms_image2video"
+        estimate = check_run("I2VGen-XL Conditioning", variant=variant, width=width, height=height, frames=length,
+                             batch=batch_size)  # refuses a run that cannot fit before the latent is allocated
         pos_values: dict = {COND_FPS: int(fps)}
         neg_values: dict = {COND_FPS: int(fps)}
         if clip_vision_output is not None:
@@ -190,7 +194,7 @@ class I2VGenXLConditioning:
         positive = _set_values(positive if positive is not None else _zero_conditioning(), pos_values)
         negative = _set_values(negative if negative is not None else _zero_conditioning(), neg_values)
         latent = torch.zeros(batch_size, 4, length, h, w, device=intermediate_device())
-        return (positive, negative, {"samples": latent})
+        return {"ui": {"text": estimate}, "result": (positive, negative, {"samples": latent})}
 
 
 class I2VGenXLVideoEncode:

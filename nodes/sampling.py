@@ -26,11 +26,13 @@ import comfy.utils
 import latent_preview
 
 from ..i2vgen_core.config import VARIANT_NAMES
+from ..i2vgen_core.numerics import check_finite
 from ..i2vgen_core.sampling import strength_to_timestep
 from ..i2vgen_core.sizes import check_latent_size
 from .common import video_latent
 from .comfy_model import conditioning_problem
 from .context_windows import windows_batch_problem, with_context_windows
+from .memory_ui import check_run, model_settings
 
 #: Samplers whose sigma list drops the penultimate level (ComfyUI's set plus the MS-Vid2Vid-XL solver).
 DISCARD_PENULTIMATE = set(comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS) | {
@@ -167,6 +169,7 @@ def run_sampler(model, latent: dict, seed: int, cfg: float, sampler_name: str, p
         out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, samples,
                                          noise_mask=noise_mask, callback=callback, disable_pbar=disable_pbar,
                                          seed=seed)
+    check_finite(out, "sampling")
     result = latent.copy()
     result["samples"] = out
     return result
@@ -290,7 +293,12 @@ class I2VGenXLRefineSampler:
             model = model.clone()
             model.set_model_sampler_post_cfg_function(guidance_rescale_post_cfg(guidance_rescale))
         sigmas = refine_sigmas(model, scheduler, steps, strength, sampler_name)
-        return (run_sampler(model, latent_image, seed, cfg, sampler_name, positive, negative, sigmas=sigmas),)
+        b, _, f, h, w = samples.shape
+        window = min(f, context_frames) if context_frames > 0 else f  # windows: memory of one window
+        estimate = check_run("I2VGen-XL Refine Sampler", width=w * 8, height=h * 8, frames=window, batch=b,
+                             cfg_batched=abs(cfg - 1.0) > 1e-6, **model_settings(model))
+        out = run_sampler(model, latent_image, seed, cfg, sampler_name, positive, negative, sigmas=sigmas)
+        return {"ui": {"text": estimate}, "result": (out,)}
 
 
 NODE_CLASS_MAPPINGS = {

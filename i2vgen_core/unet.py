@@ -8,8 +8,8 @@ from torch import nn
 from .attention import resolve_backend
 from .config import UNetConfig
 from .ops import torch_ops
-from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer, TemporalConv,
-                     TemporalTransformer, Upsample, timestep_embedding)
+from .layers import (GEGLU, Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer,
+                     TemporalConv, TemporalTransformer, Upsample, timestep_embedding)
 
 
 class I2VGenUNet(nn.Module):
@@ -27,6 +27,7 @@ class I2VGenUNet(nn.Module):
         self.compute_dtype: torch.dtype | None = None  # set when weights are stored narrower (fp8) than compute
         self._ops = ops
         self.channels_last = False
+        self.cuda_graphs = None  # a graphs.GraphCache when set_cuda_graphs(True)
         c = config
         dim, emb_dim, groups = c.model_channels, c.time_embed_dim, c.norm_groups
 
@@ -123,6 +124,33 @@ class I2VGenUNet(nn.Module):
             if isinstance(module, (TemporalConv, TemporalTransformer)):
                 module.split_norm = enabled
 
+    def set_fused_kernels(self, enabled: bool = True) -> None:
+        """Opt-in: GroupNorm(+SiLU) of resnets and temporal layers and GEGLU as fused passes (`kernels`: Triton on
+        CUDA when installed, else a torch fallback); the temporal layers' norms write the layout their consumer
+        reads, so no transposed copies are made around them. Same function as the plain path."""
+        for module in self.modules():
+            if isinstance(module, (GEGLU, ResBlock, TemporalConv, TemporalTransformer)):
+                module.fused_kernels = enabled
+
+    def set_fp8_compute(self, scaling: str | None = "tensor", emulate: bool = False) -> int:
+        """Opt-in "fast fp8": the transformers' linear layers compute with fp8 operands ("tensor" or "row" scales;
+        None = off) through torch._scaled_mm on GPUs with fp8 tensor cores, emulated elsewhere; returns how many
+        layers changed. Changes the numbers (see bench/gpu.py --suite for the error against bf16). q/k/v then run as
+        separate projections (the fused path reads the weights directly)."""
+        from .fp8 import enable_fp8_compute  # noqa: PLC0415
+
+        return sum(enable_fp8_compute(m, scaling, emulate) for m in self.modules()
+                   if isinstance(m, (SpatialTransformer, TemporalTransformer)))
+
+    def set_cuda_graphs(self, enabled: bool = True) -> None:
+        """Opt-in: replay each CUDA step as a captured CUDA graph (one per input shape); no effect on the CPU.
+
+        Inputs must keep their shapes from step to step (they do in a sampling run); weights must not change
+        while enabled (LoRA patching: switch it off first)."""
+        from .graphs import GraphCache  # noqa: PLC0415
+
+        self.cuda_graphs = GraphCache(self._forward) if enabled else None
+
     def set_channels_last(self, enabled: bool = True) -> None:
         """Keep trunk activations and conv weights NHWC (tensor-core friendly; spatial tokens become free views).
 
@@ -133,8 +161,13 @@ class I2VGenUNet(nn.Module):
         self.channels_last = enabled
         fmt = torch.channels_last if enabled else torch.contiguous_format
         for module in self.modules():
+            if isinstance(module, (TemporalConv, TemporalTransformer)):
+                module.channels_last = enabled
             if isinstance(module, nn.Conv2d) and module.weight.device.type != "meta":
                 module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+            if isinstance(module, nn.Conv3d) and module.weight.device.type != "meta":  # temporal convs: NDHWC
+                module.weight.data = module.weight.data.contiguous(
+                    memory_format=torch.channels_last_3d if enabled else torch.contiguous_format)
 
     def compile_blocks(self, **options) -> int:
         """torch.compile every resnet / transformer block in place (regional compilation); returns how many.
@@ -196,6 +229,19 @@ class I2VGenUNet(nn.Module):
                 image_embedding: torch.Tensor | None = None, image_latent: torch.Tensor | None = None,
                 fps=None) -> torch.Tensor:
         """Predict v for a noisy video latent [B, 4, F, h, w] at `timestep` (0..999)."""
+        if (self.cuda_graphs is not None and sample.is_cuda and not torch.compiler.is_compiling()
+                and not torch.cuda.is_current_stream_capturing()):
+            timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
+            if fps is not None:
+                fps = torch.as_tensor(fps, device=sample.device).reshape(-1).expand(sample.shape[0])
+            return self.cuda_graphs(sample, timestep.contiguous(), text=text, image_embedding=image_embedding,
+                                    image_latent=image_latent, fps=fps if fps is None else fps.contiguous())
+        return self._forward(sample, timestep, text=text, image_embedding=image_embedding,
+                             image_latent=image_latent, fps=fps)
+
+    def _forward(self, sample: torch.Tensor, timestep, *, text: torch.Tensor | None = None,
+                 image_embedding: torch.Tensor | None = None, image_latent: torch.Tensor | None = None,
+                 fps=None) -> torch.Tensor:
         c = self.config
         if fps is None and c.use_fps and c.fps_optional:
             fps = c.default_fps

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]  # bench/, repo
 from common import build_pair, interleaved_median, make_inputs, random_ours  # noqa: E402
 
 from i2vgen_core import load_unet  # noqa: E402
@@ -285,6 +285,8 @@ def main() -> None:
     parser.add_argument("--levers", default="fused_kernels,bmm,cuda_graphs",
                         help="--suite: levers for the second base run, the refine step and the ComfyUI ratio")
     parser.add_argument("--comfyui", default=None, help="--suite: a ComfyUI checkout (default $COMFYUI_PATH)")
+    parser.add_argument("--only", default="", help="--suite: run only the sections whose names start with these "
+                                                   "(comma-separated, e.g. step_float16,comfyui)")
     args = parser.parse_args()
     if args.suite:
         return main_suite(args)
@@ -356,6 +358,7 @@ def main_suite(args) -> None:
         args.h, args.w, args.frames, args.steps, args.refine_h, args.refine_frames = 8, 16, 3, 2, 10, 3
         args.repeats = min(args.repeats, 2)
         args.need = {k: 0 for k in args.need}
+        args.budget_s = float("inf")  # the smoke test runs every section
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
         if "cuda_graphs" in args.levers:  # CPU: no graphs to capture
             args.levers = ",".join(x for x in args.levers.split(",") if x != "cuda_graphs")

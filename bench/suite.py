@@ -52,6 +52,8 @@ class Suite:
 
     def section(self, name: str, fn, need_s: float = 0.0) -> None:
         """Run one section if `need_s` seconds of budget are left; record its time or why it was skipped."""
+        if self.args.only and not any(name.startswith(o) for o in self.args.only.split(",")):
+            return
         if self.left() < need_s:
             self.results["skipped"][name] = f"budget: {self.left():.0f} s left, section needs ~{need_s:.0f} s"
             print(f"[suite] skip {name}: {self.results['skipped'][name]}", flush=True)
@@ -161,7 +163,6 @@ def step_and_levers(suite: Suite, dtype: torch.dtype, with_levers: bool) -> None
             levers[f"fp8_compute_{scaling}"] = entry
             print(f"  {name} fp8_compute_{scaling}: {entry}", flush=True)
         suite.results[f"levers_{name}"] = levers
-    suite.results.setdefault("_models", {})[name] = "freed"
     ours = None
 
 

@@ -35,8 +35,12 @@ def fp8_matmul(x2d: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor, bias
     """x2d [M, K] @ (w_q * w_scale)^T [K, N] + bias with x quantised to fp8 like the weight."""
     x_q, x_scale = quantize(x2d, scaling)
     if not emulate and scaled_mm_supported(x2d.device):
-        b_scale = w_scale.reshape(1, -1) if scaling == "row" else w_scale
-        return torch._scaled_mm(x_q, w_q.t(), scale_a=x_scale, scale_b=b_scale, bias=bias, out_dtype=out_dtype)
+        if scaling == "tensor":
+            return torch._scaled_mm(x_q, w_q.t(), scale_a=x_scale, scale_b=w_scale, bias=bias, out_dtype=out_dtype)
+        # row-wise scales: cuBLAS/CUTLASS give bf16 output only; the bias is added after
+        out = torch._scaled_mm(x_q, w_q.t(), scale_a=x_scale, scale_b=w_scale.reshape(1, -1),
+                               out_dtype=torch.bfloat16).to(out_dtype)
+        return out if bias is None else out + bias
     out = (x_q.float() * x_scale) @ (w_q.float() * w_scale).t()
     if bias is not None:
         out = out + bias.float()
@@ -50,7 +54,8 @@ class Fp8Linear(nn.Linear):
     fp8_emulate = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] % 16 or self.out_features % 16:  # the fp8 GEMM needs multiples of 16
+        if x.shape[-1] % 16 or self.out_features % 16 or (x.numel() // x.shape[-1]) % 16:
+            # the fp8 GEMM wants multiples of 16 (the few odd ones: context projections)
             return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
         bias = None if self.bias is None else self.bias.to(x.dtype)
         out = fp8_matmul(x.reshape(-1, x.shape[-1]), self.fp8_weight, self.fp8_scale, bias, self.fp8_scaling,

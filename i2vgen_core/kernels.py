@@ -49,11 +49,11 @@ def _build(interpret: bool):
     return tk.triton, tk.gn_stats_kernel, tk.gn_apply_kernel, tk.geglu_kernel
 
 
-def _split_for(groups_total: int, elements: int, device: torch.device) -> int:
-    """How many programs share one group's reduction: about 4 waves of the GPU, at least 4096 elements each."""
+def _split_for(groups_total: int, tiles: int, device: torch.device) -> int:
+    """How many programs share one group's tiles: about 4 waves of the GPU (the group count alone is only
+    batch x 32 for the temporal layers), at most one per tile."""
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-    want = max(1, math.ceil(4 * sms / max(groups_total, 1)))
-    return max(1, min(want, math.ceil(elements / 4096), 256))
+    return max(1, min(math.ceil(4 * sms / max(groups_total, 1)), tiles, 256))
 
 
 def video_group_norm_out(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
@@ -95,20 +95,22 @@ def _gn_triton(x, groups, weight, bias, eps, silu, out, split):
     triton, stats_k, apply_k, _ = _build(interpreting())
     n, f, c, s = x.shape
     cg = c // groups
-    total = f * cg * s
-    split = split or _split_for(n * groups, total, x.device)
-    chunk = math.ceil(total / split)
-    split = math.ceil(total / chunk)
+    cgp = triton.next_power_of_2(cg)
+    # tiles of [group channels, pixels], one frame each (the interpreter: big tiles, few Python iterations)
+    block_s = min(max(16, 4096 // cgp) if x.is_cuda else 64, max(16, triton.next_power_of_2(s)))
+    s_tiles = triton.cdiv(s, block_s)
+    n_tiles = f * s_tiles
+    split = min(split or _split_for(n * groups, n_tiles, x.device), n_tiles)
+    per_prog = triton.cdiv(n_tiles, split)
+    split = triton.cdiv(n_tiles, per_prog)
     parts = torch.empty(n * groups, split, 3, device=x.device, dtype=torch.float32)
-    channel_inner = x.stride(2) == 1  # iterate along the contiguous dimension
-    block = 1024 if x.is_cuda else 64
     grid = (n * groups, split)
-    stats_k[grid](x, parts, f, cg, s, groups, split, chunk, *x.stride(), CHANNEL_INNER=channel_inner, BLOCK=block)
+    stats_k[grid](x, parts, s, groups, cg, per_prog, n_tiles, s_tiles, *x.stride(), CGP=cgp, BLOCK_S=block_s)
     affine = weight is not None
     w = weight if affine else x  # placeholders are never read when AFFINE is off
-    b = bias if bias is not None else torch.zeros(c, device=x.device, dtype=x.dtype)
-    apply_k[grid](x, out, w, b if affine else x, parts, f, cg, s, groups, split, chunk, float(eps), *x.stride(),
-                  *out.stride(), SILU=silu, AFFINE=affine, CHANNEL_INNER=channel_inner, BLOCK=block,
+    b = (bias if bias is not None else torch.zeros(c, device=x.device, dtype=x.dtype)) if affine else x
+    apply_k[grid](x, out, w, b, parts, s, groups, cg, per_prog, n_tiles, s_tiles, float(eps), *x.stride(),
+                  *out.stride(), SILU=silu, AFFINE=affine, CGP=cgp, BLOCK_S=block_s,
                   PBLOCK=triton.next_power_of_2(split))
     return out
 

@@ -12,91 +12,85 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit
-def _offsets(e, F_, CG, S, g, s_f, s_c, s_s, CHANNEL_INNER: tl.constexpr):
-    # flat index e inside one (clip, group) -> element offset (without the clip term) and channel index
-    if CHANNEL_INNER:  # e = (f * S + s) * CG + c
-        c = e % CG
-        r = e // CG
-        s = r % S
-        f = r // S
-    else:  # e = (f * CG + c) * S + s
-        s = e % S
-        r = e // S
-        c = r % CG
-        f = r // CG
-    ch = g * CG + c
-    return f * s_f + ch * s_c + s * s_s, ch
-
-
-@triton.jit
-def gn_stats_kernel(x_ptr, part_ptr, F_, CG, S, G, SPLIT, chunk,
-                    xs_n, xs_f, xs_c, xs_s, CHANNEL_INNER: tl.constexpr, BLOCK: tl.constexpr):
-    ng = tl.program_id(0)  # clip * G + group
-    sp = tl.program_id(1)  # which chunk of the group
-    n = ng // G
-    g = ng % G
-    total = F_ * CG * S
-    start = sp * chunk
-    end = tl.minimum(start + chunk, total)
-    base = x_ptr + n.to(tl.int64) * xs_n
-    off0, _ = _offsets(start, F_, CG, S, g, xs_f, xs_c, xs_s, CHANNEL_INNER)
-    shift = tl.load(base + off0, mask=start < total, other=0.0).to(tl.float32)
-    s1 = tl.zeros([BLOCK], dtype=tl.float32)
-    s2 = tl.zeros([BLOCK], dtype=tl.float32)
-    for i in range(0, chunk, BLOCK):
-        e = start + i + tl.arange(0, BLOCK)
-        m = e < end
-        off, _ = _offsets(e, F_, CG, S, g, xs_f, xs_c, xs_s, CHANNEL_INNER)
-        v = tl.load(base + off, mask=m, other=0.0).to(tl.float32)
-        d = tl.where(m, v - shift, 0.0)
-        s1 += d
-        s2 += d * d
-    cnt = tl.maximum(end - start, 0).to(tl.float32)
-    t1 = tl.sum(s1, axis=0)
-    t2 = tl.sum(s2, axis=0)
-    mean = shift + t1 / tl.maximum(cnt, 1.0)
-    m2 = tl.maximum(t2 - t1 * t1 / tl.maximum(cnt, 1.0), 0.0)
-    p = part_ptr + (ng * SPLIT + sp) * 3
-    tl.store(p, cnt)
-    tl.store(p + 1, mean)
-    tl.store(p + 2, m2)
-
-
-@triton.jit
-def gn_apply_kernel(x_ptr, y_ptr, w_ptr, b_ptr, part_ptr, F_, CG, S, G, SPLIT, chunk, eps,
-                    xs_n, xs_f, xs_c, xs_s, ys_n, ys_f, ys_c, ys_s,
-                    SILU: tl.constexpr, AFFINE: tl.constexpr, CHANNEL_INNER: tl.constexpr,
-                    BLOCK: tl.constexpr, PBLOCK: tl.constexpr):
+def gn_stats_kernel(x_ptr, part_ptr, S, G, CG, tiles_per_prog, n_tiles, s_tiles, xs_n, xs_f, xs_c, xs_s,
+                    CGP: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Partial statistics of one (clip, group): program (clip * G + group, chunk) reduces `tiles_per_prog` tiles
+    of [group channels, BLOCK_S pixels] (one frame each) to (count, mean, M2), shifted by the group's first value."""
     ng = tl.program_id(0)
     sp = tl.program_id(1)
     n = ng // G
     g = ng % G
-    # combine the group's chunk statistics (Chan et al.)
+    c = tl.arange(0, CGP)
+    ch = g * CG + c
+    cmask = c < CG
+    base = x_ptr + n.to(tl.int64) * xs_n
+    shift = tl.load(base + (g * CG).to(tl.int64) * xs_c).to(tl.float32)
+    s1 = tl.zeros([CGP, BLOCK_S], dtype=tl.float32)
+    s2 = tl.zeros([CGP, BLOCK_S], dtype=tl.float32)
+    cnt = tl.zeros([CGP, BLOCK_S], dtype=tl.float32)
+    for i in range(0, tiles_per_prog):
+        tile = sp * tiles_per_prog + i
+        f = tile // s_tiles
+        s = (tile % s_tiles) * BLOCK_S + tl.arange(0, BLOCK_S)
+        m = cmask[:, None] & (s < tl.where(tile < n_tiles, S, 0))[None, :]
+        off = f.to(tl.int64) * xs_f + ch[:, None].to(tl.int64) * xs_c + s[None, :].to(tl.int64) * xs_s
+        d = tl.where(m, tl.load(base + off, mask=m, other=0.0).to(tl.float32) - shift, 0.0)
+        s1 += d
+        s2 += d * d
+        cnt += m.to(tl.float32)
+    t1 = tl.sum(tl.sum(s1, axis=1), axis=0)
+    t2 = tl.sum(tl.sum(s2, axis=1), axis=0)
+    k = tl.sum(tl.sum(cnt, axis=1), axis=0)
+    safe = tl.maximum(k, 1.0)
+    p = part_ptr + (ng * tl.num_programs(1) + sp) * 3
+    tl.store(p, k)
+    tl.store(p + 1, shift + t1 / safe)
+    tl.store(p + 2, tl.maximum(t2 - t1 * t1 / safe, 0.0))
+
+
+@triton.jit
+def gn_apply_kernel(x_ptr, y_ptr, w_ptr, b_ptr, part_ptr, S, G, CG, tiles_per_prog, n_tiles, s_tiles, eps,
+                    xs_n, xs_f, xs_c, xs_s, ys_n, ys_f, ys_c, ys_s,
+                    SILU: tl.constexpr, AFFINE: tl.constexpr, CGP: tl.constexpr, BLOCK_S: tl.constexpr,
+                    PBLOCK: tl.constexpr):
+    """Normalise (+ affine, + SiLU) the same tiles, combining the group's partial statistics (Chan et al.);
+    reads x's strides and writes y's (Triton moves the tile through shared memory when they differ)."""
+    ng = tl.program_id(0)
+    sp = tl.program_id(1)
+    split = tl.num_programs(1)
+    n = ng // G
+    g = ng % G
     j = tl.arange(0, PBLOCK)
-    pm = j < SPLIT
-    p = part_ptr + (ng * SPLIT + j) * 3
-    cnt = tl.load(p, mask=pm, other=0.0)
+    pm = j < split
+    p = part_ptr + (ng * split + j) * 3
+    k = tl.load(p, mask=pm, other=0.0)
     mu = tl.load(p + 1, mask=pm, other=0.0)
     m2 = tl.load(p + 2, mask=pm, other=0.0)
-    total_cnt = tl.sum(cnt, axis=0)
-    mean = tl.sum(cnt * mu, axis=0) / total_cnt
+    total = tl.sum(k, axis=0)
+    mean = tl.sum(k * mu, axis=0) / total
     dev = mu - mean
-    var = (tl.sum(m2, axis=0) + tl.sum(cnt * dev * dev, axis=0)) / total_cnt
+    var = (tl.sum(m2, axis=0) + tl.sum(k * dev * dev, axis=0)) / total
     rstd = 1.0 / tl.sqrt(var + eps)
-    total = F_ * CG * S
-    start = sp * chunk
-    end = tl.minimum(start + chunk, total)
+    c = tl.arange(0, CGP)
+    ch = g * CG + c
+    cmask = c < CG
+    scale = tl.full([CGP], 1.0, tl.float32) * rstd
+    shift = tl.zeros([CGP], dtype=tl.float32)
+    if AFFINE:
+        w = tl.load(w_ptr + ch, mask=cmask, other=1.0).to(tl.float32)
+        scale = w * rstd
+        shift = tl.load(b_ptr + ch, mask=cmask, other=0.0).to(tl.float32)
     xb = x_ptr + n.to(tl.int64) * xs_n
     yb = y_ptr + n.to(tl.int64) * ys_n
-    for i in range(0, chunk, BLOCK):
-        e = start + i + tl.arange(0, BLOCK)
-        m = e < end
-        xo, ch = _offsets(e, F_, CG, S, g, xs_f, xs_c, xs_s, CHANNEL_INNER)
-        yo, _ = _offsets(e, F_, CG, S, g, ys_f, ys_c, ys_s, CHANNEL_INNER)
-        v = (tl.load(xb + xo, mask=m, other=0.0).to(tl.float32) - mean) * rstd
-        if AFFINE:
-            v = v * tl.load(w_ptr + ch, mask=m, other=1.0).to(tl.float32) \
-                + tl.load(b_ptr + ch, mask=m, other=0.0).to(tl.float32)
+    for i in range(0, tiles_per_prog):
+        tile = sp * tiles_per_prog + i
+        f = tile // s_tiles
+        s = (tile % s_tiles) * BLOCK_S + tl.arange(0, BLOCK_S)
+        m = cmask[:, None] & (s < tl.where(tile < n_tiles, S, 0))[None, :]
+        f64 = f.to(tl.int64)
+        xo = f64 * xs_f + ch[:, None].to(tl.int64) * xs_c + s[None, :].to(tl.int64) * xs_s
+        yo = f64 * ys_f + ch[:, None].to(tl.int64) * ys_c + s[None, :].to(tl.int64) * ys_s
+        v = (tl.load(xb + xo, mask=m, other=0.0).to(tl.float32) - mean) * scale[:, None] + shift[:, None]
         if SILU:
             v = v / (1.0 + tl.exp(-v))
         tl.store(yb + yo, v.to(y_ptr.dtype.element_ty), mask=m)

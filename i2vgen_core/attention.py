@@ -100,9 +100,17 @@ def bmm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Te
 
 @functools.lru_cache(maxsize=1)
 def _compiled_flex():
+    import torch._dynamo  # noqa: PLC0415
     from torch.nn.attention.flex_attention import flex_attention  # noqa: PLC0415
 
+    # one compiled kernel per attention shape of the network (~10): above dynamo's default cap of 8
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(flex_attention, dynamic=False)
+
+
+def _even_step(batch: int, limit: int) -> int:
+    """The largest divisor of `batch` not above `limit`: equal chunks, so a compiled kernel sees one shape."""
+    return next(d for d in range(min(batch, max(1, limit)), 0, -1) if batch % d == 0)
 
 
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -110,7 +118,7 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
     # FlexAttention is fast only compiled (CUDA); eager (CPU, tests) runs its reference implementation
     fn = _compiled_flex() if q.is_cuda else flex_attention
-    step = max(1, _MAX_KERNEL_BATCH // q.shape[1])
+    step = _even_step(q.shape[0], _MAX_KERNEL_BATCH // q.shape[1])
     return torch.cat([fn(q[i:i + step], k[i:i + step], v[i:i + step]) for i in range(0, q.shape[0], step)])
 
 

@@ -81,6 +81,10 @@ def _gn_torch(x, groups, weight, bias, eps, silu, out):
     norm = ((grouped - mean) * rstd).flatten(2, 3)
     if weight is not None:
         norm = norm * weight.to(acc).view(shape)
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and (x.requires_grad or (
+            weight is not None and weight.requires_grad))):  # out= has no autograd; Inductor fuses the copy
+        norm = norm + bias.to(acc).view(shape) if bias is not None else norm
+        return out.copy_(F.silu(norm) if silu else norm)
     # the last pass writes straight into out's strides (no separate layout copy)
     if silu:
         if bias is not None:

@@ -206,7 +206,11 @@ def _frames_view(t: torch.Tensor, b: int, frames: int) -> torch.Tensor:
 def _add_frames(x: torch.Tensor, y: torch.Tensor, b: int, frames: int, channels_last: bool) -> torch.Tensor:
     """x [B*F, C, H, W] + y given as any [B, F, C, H, W] view: one pass into the trunk's layout (NCHW, or NHWC
     when `channels_last`), no transposed copy of y."""
-    out = torch.empty_like(x, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
+        # out= has no autograd; under torch.compile Inductor fuses the add and the layout change itself
+        return (x.view(b, frames, *x.shape[1:]) + y).reshape(x.shape).contiguous(memory_format=fmt)
+    out = torch.empty_like(x, memory_format=fmt)
     torch.add(x.view(b, frames, *x.shape[1:]), y, out=out.view(b, frames, *x.shape[1:]))
     return out
 

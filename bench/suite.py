@@ -288,8 +288,6 @@ def comfyui_path(suite: Suite, levers: str) -> None:
     from i2vgen_pkg.i2vgen_core.unet import I2VGenUNet
     from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel
 
-    from i2vgen_core.config import variant_config  # noqa: F401 - same config either way
-
     config = a.config("i2vgen_xl")
     torch.manual_seed(0)
     from i2vgen_pkg.i2vgen_core import build_unet

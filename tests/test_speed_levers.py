@@ -10,6 +10,7 @@ from helpers import inputs_for, random_unet
 from i2vgen_core.attention import attention, resolve_backend
 
 
+@pytest.mark.slow
 def test_regional_compile_no_graph_breaks_no_recompiles_across_steps_and_cfg_batches():
     """CPU Inductor: after the first call of each batch size (CFG batch 2, cond/uncond alone 1), further steps with
     new timesteps and latents compile nothing; no block breaks its graph."""

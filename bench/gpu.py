@@ -1,6 +1,10 @@
 """GPU benchmark (CUDA): full-size random weights, no downloads. Prints a table and writes JSON.
 
+    python bench/gpu.py --suite [--out bench/results/suite.json]     # everything of issue 7, < 8 min on an H200
+    python bench/gpu.py --suite --tiny                                # the same script end to end on CPU
     python bench/gpu.py [--out bench/results/gpu.json] [--quick] [--skip-diffusers] [--compile]
+
+`--suite` is described in bench/suite.py and bench/README.md. Without it:
 
 1. I2VGen-XL UNet, one CFG step (batch 2) at 1280x704x16 in fp16 and bf16: median ms of ours and of diffusers'
    I2VGenXLUNet (same weights, same process, interleaved), the ratio, achieved TFLOP/s and fraction of peak.
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]  # bench/, repo
 from common import build_pair, interleaved_median, make_inputs, random_ours  # noqa: E402
 
 from i2vgen_core import load_unet  # noqa: E402
@@ -32,7 +36,6 @@ from i2vgen_core.config import variant_config  # noqa: E402
 # Dense (no sparsity) fp16/bf16 tensor-core peaks in TFLOP/s.
 PEAKS = {"H100 SXM": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0,
          "L40S": 362.0, "RTX 4090": 165.2}
-STEP_TFLOP_DIFFUSERS = 176.2  # one CFG step at 1280x704x16, torch's flop counter on diffusers' model (issue #4)
 SD21_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=768,
                 block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32,
                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
@@ -70,6 +73,23 @@ def peak_memory():
     yield result
     sync()
     result["peak_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30 if torch.cuda.is_available() else None
+
+
+def dtype_label(dtype: torch.dtype) -> str:
+    """fp16 / bf16 / fp32: the label results carry for a dtype."""
+    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype))
+
+
+class Gpu:
+    """The device helpers the suite uses (CUDA, or CPU for --tiny)."""
+
+    is_cuda = property(lambda self: torch.cuda.is_available())
+    sync = staticmethod(lambda: sync())
+    free = staticmethod(lambda: free())
+    peak_tflops = staticmethod(lambda: peak_tflops())
+    count_tflop = staticmethod(lambda fn: count_tflop(fn))
+    device_name = staticmethod(lambda: torch.cuda.get_device_name() if torch.cuda.is_available()
+                               else "cpu (tiny smoke test)")
 
 
 def count_tflop(fn) -> float:
@@ -121,11 +141,9 @@ def unet_step_table(args, dtype, results):
             results[f"{name}_output_absmax"] = a.abs().max().item()
         tflop = count_tflop(lambda: ours(x, t, **ours_kw))
         results[f"{name}_tflop_per_step_ours"] = tflop
-        # the work diffusers does for the same step (176.2 TFLOP at full size, 16 frames); ours skips the
-        # per-frame repeats of the cross-attention keys/values, so "equivalent" TFLOP/s credits that saving
+        # the work diffusers does for the same step, from the same flop counter; ours skips the per-frame
+        # repeats of the cross-attention keys/values, so "equivalent" TFLOP/s credits that saving
         ref_tflop = count_tflop(lambda: ref(x, t, **theirs_kw)) if ref is not None else None
-        if ref_tflop is None and not args.quick and not args.tiny:
-            ref_tflop = STEP_TFLOP_DIFFUSERS
         results[f"{name}_tflop_per_step_diffusers"] = ref_tflop
         fns = {"ours": lambda: ours(x, t, **ours_kw)}
         if ref is not None:
@@ -209,7 +227,7 @@ def base_run(args, results):
         video = decode_video(vae, latents.to(dtype), frames_per_batch=args.decode_batch, tiled=False)
         sync()
         end = time.perf_counter()
-    results["base_run_fp16"] = {"frames": frames, "steps": steps, "sampling_s": sampled - start,
+    results[f"base_run_{dtype_label(dtype)}"] = {"frames": frames, "steps": steps, "sampling_s": sampled - start,
                                 "decode_s": end - sampled, "total_s": end - start, "peak_gib": mem["peak_gib"],
                                 "video_shape": list(video.shape)}
     ours = vae = latents = video = None
@@ -229,7 +247,7 @@ def refine_run(args, results):
     t = torch.full((2,), 599, device=args.device)
     with torch.inference_mode(), peak_memory() as mem:
         med = interleaved_median({"x": lambda: unet(x, t, text=text)}, args.repeats, sync=sync)["x"]
-    results["refine_step_fp16"] = {"frames": frames, "ms_per_cfg_step": med * 1e3, "peak_gib": mem["peak_gib"],
+    results[f"refine_step_{dtype_label(dtype)}"] = {"frames": frames, "ms_per_cfg_step": med * 1e3, "peak_gib": mem["peak_gib"],
                                    "est_30_steps_s": med * 30}
     unet = x = None
     free()
@@ -261,7 +279,17 @@ def main() -> None:
     parser.add_argument("--sections", default="step,base,refine")
     parser.add_argument("--tiny", action="store_true",
                         help="smoke-test the script itself on CPU with tiny models (no figures worth keeping)")
+    parser.add_argument("--suite", action="store_true", help="every figure of issue 7 in one run (bench/suite.py)")
+    parser.add_argument("--budget-s", type=float, default=450.0,
+                        help="--suite: skip the remaining optional sections when this many seconds have passed")
+    parser.add_argument("--levers", default="fused_kernels,bmm,cuda_graphs",
+                        help="--suite: levers for the second base run, the refine step and the ComfyUI ratio")
+    parser.add_argument("--comfyui", default=None, help="--suite: a ComfyUI checkout (default $COMFYUI_PATH)")
+    parser.add_argument("--only", default="", help="--suite: run only the sections whose names start with these "
+                                                   "(comma-separated, e.g. step_float16,comfyui)")
     args = parser.parse_args()
+    if args.suite:
+        return main_suite(args)
     if args.tiny:
         from i2vgen_core import tiny_config
         args.device, args.dtype, args.config, args.h, args.w = "cpu", torch.float32, tiny_config, 8, 16
@@ -308,12 +336,47 @@ def print_table(results: dict) -> None:
                   f"(output |max| {results[f'{name}_output_absmax']:.3f})")
         for k, v in results.get(f"ablations_ms_{name}", {}).items():
             print(f"  {k:32s} {v:.1f} ms" if isinstance(v, float) else f"  {k:32s} {v}")
-    for key in ("base_run_fp16", "refine_step_fp16"):
-        if key in results:
+    for key in results:
+        if key.startswith(("base_run_", "refine_step_")):
             print(key, json.dumps(results[key]))
     for key, value in results.items():
         if key.startswith("vae_"):
             print(key, json.dumps(value))
+
+
+def main_suite(args) -> None:
+    """--suite: every section within the budget; JSON after each section, the table at the end."""
+    from suite import print_suite, run_suite
+
+    if args.out == "bench/results/gpu.json":
+        args.out = "bench/results/suite.json"
+    # section costs in seconds on an H200, estimated from the H100 figures in bench/measured (README)
+    args.need = {"step": 60, "base": 60, "refine": 25, "comfyui": 20, "flex": 90, "compile": 150}
+    if args.tiny:
+        from i2vgen_core import tiny_config
+
+        def smallest(variant):  # two levels: the script's paths, not figures
+            return tiny_config(variant, channel_mult=(1, 2), attention_levels=(True, False))
+        args.device, args.dtype, args.config = "cpu", torch.float32, smallest
+        args.h, args.w, args.frames, args.steps, args.refine_h, args.refine_frames = 8, 8, 2, 2, 10, 2
+        args.repeats = 1
+        args.need = {k: 0 for k in args.need}
+        args.budget_s = float("inf")  # the smoke test runs every section
+        torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+        if "cuda_graphs" in args.levers:  # CPU: no graphs to capture
+            args.levers = ",".join(x for x in args.levers.split(",") if x != "cuda_graphs")
+    else:
+        if not torch.cuda.is_available():
+            sys.exit("bench/gpu.py --suite needs a CUDA GPU (use --tiny to smoke-test it on CPU)")
+        args.device, args.dtype, args.config = "cuda", torch.float16, variant_config
+        args.h, args.w, args.frames, args.steps, args.refine_h, args.refine_frames = 88, 160, 16, 50, 90, 32
+        args.repeats = min(args.repeats, 5)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    results = run_suite(args, Gpu())
+    print_suite(results)
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

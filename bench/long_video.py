@@ -115,8 +115,8 @@ def memory_child(frames: int, window: int, overlap: int, device: str, channels: 
     from i2vgen_core.pipeline import run_refine_stage
 
     torch.manual_seed(0)
-    cfg = variant_config("ms_vid2vid_xl", model_channels=channels, channel_mult=(1, 2, 2, 2), head_dim=16,
-                         norm_groups=32)
+    cfg = variant_config("ms_vid2vid_xl", block_channels=(channels, 2 * channels, 2 * channels, 2 * channels),
+                         head_dim=16, norm_groups=32)
     unet = build_unet(cfg).eval().requires_grad_(False)
     dtype = torch.float16 if device == "cuda" else torch.float32
     unet = unet.to(device, dtype)

@@ -1,13 +1,18 @@
-"""Scaled dot-product attention backends: PyTorch SDPA, xformers, and a memory-bounded chunked path."""
+"""Scaled dot-product attention backends: PyTorch SDPA, xformers, a memory-bounded chunked path, batched matmul
+for short sequences, FlexAttention and SageAttention (optional package)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("auto", "sdpa", "xformers", "chunked")
+BACKENDS = ("auto", "sdpa", "xformers", "chunked", "bmm", "flex", "sage")
+
+# "bmm": sequences up to this length (the 16-frame temporal attention) use batched matmuls, longer ones SDPA
+BMM_MAX_SEQUENCE = 64
 
 # xformers kernels fail for batch*heads above 65535; SDPA on some CUDA versions too (ComfyUI caps at 2**15).
 _MAX_KERNEL_BATCH = 32768
@@ -48,6 +53,16 @@ def resolve_backend(name: str, device: torch.device | str | None = None) -> str:
                              "install xformers or choose 'sdpa'")
         if dev is not None and dev.type != "cuda":
             raise ValueError(f"attention='xformers' needs a CUDA device, the model is on {dev}; choose 'sdpa'")
+    if name == "sage":
+        dev = torch.device(device) if device is not None else None
+        if importlib.util.find_spec("sageattention") is None:
+            raise ValueError("attention='sage' was requested but the sageattention package is not installed; "
+                             "pip install sageattention (needs triton and a CUDA GPU), or choose 'sdpa'")
+        if dev is not None and dev.type != "cuda":
+            raise ValueError(f"attention='sage' needs a CUDA device, the model is on {dev}; choose 'sdpa'")
+    if name == "flex" and importlib.util.find_spec("torch.nn.attention.flex_attention") is None:
+        raise ValueError(f"attention='flex' needs torch>=2.5 (FlexAttention), this is torch {torch.__version__}; "
+                         "choose 'sdpa'")
     return name
 
 
@@ -91,6 +106,52 @@ def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return out
 
 
+def bmm_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention as two batched matmuls with an fp32 softmax: for short sequences (SDPA's kernels are poor at the
+    temporal layers' 16 frames x 28k batch); longer sequences go to SDPA."""
+    if q.shape[-2] > BMM_MAX_SEQUENCE or k.shape[-2] > BMM_MAX_SEQUENCE:
+        return _sdpa(q, k, v)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    return torch.matmul(scores.softmax(dim=-1, dtype=torch.float32).to(q.dtype), v)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_flex():
+    import torch._dynamo  # noqa: PLC0415
+    from torch.nn.attention.flex_attention import flex_attention  # noqa: PLC0415
+
+    # one compiled kernel per attention shape of the network (~10): above dynamo's default cap of 8
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def _even_step(batch: int, limit: int) -> int:
+    """The largest divisor of `batch` not above `limit`: equal chunks, so a compiled kernel sees one shape."""
+    return next(d for d in range(min(batch, max(1, limit)), 0, -1) if batch % d == 0)
+
+
+def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    from torch.nn.attention.flex_attention import flex_attention  # noqa: PLC0415
+
+    # FlexAttention is fast only compiled (CUDA); eager (CPU, tests) runs its reference implementation
+    fn = _compiled_flex() if q.is_cuda else flex_attention
+    step = _even_step(q.shape[0], _MAX_KERNEL_BATCH // q.shape[1])
+    return torch.cat([fn(q[i:i + step], k[i:i + step], v[i:i + step]) for i in range(0, q.shape[0], step)])
+
+
+def _sage(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if q.shape[-2] <= BMM_MAX_SEQUENCE:  # SageAttention's 128-row blocks would be mostly padding: batched matmuls
+        return bmm_attention(q, k, v)
+    try:
+        from sageattention import sageattn  # noqa: PLC0415 - optional dependency
+    except ImportError as err:
+        raise RuntimeError("attention backend 'sage' needs the sageattention package (pip install sageattention); "
+                           "choose 'sdpa' otherwise") from err
+    step = max(1, _MAX_KERNEL_BATCH // q.shape[1])
+    return torch.cat([sageattn(q[i:i + step], k[i:i + step], v[i:i + step], tensor_layout="HND", is_causal=False)
+                      for i in range(0, q.shape[0], step)])
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v on [B, H, N, D] tensors with the chosen backend (a name or a `Chunked`)."""
     if backend in ("sdpa", "auto"):
@@ -99,4 +160,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = 
         return _xformers(q, k, v)
     if backend == "chunked":
         return chunked_attention(q, k, v, getattr(backend, "max_elements", CHUNK_ELEMENTS))
+    if backend == "bmm":
+        return bmm_attention(q, k, v)
+    if backend == "flex":
+        return _flex(q, k, v)
+    if backend == "sage":
+        return _sage(q, k, v)
     raise ValueError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")

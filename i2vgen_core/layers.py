@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .attention import attention
 from .hooks import ForwardHooks, apply_all
 from .ops import CastLinear, torch_ops, weight_of
@@ -133,8 +134,11 @@ class GEGLU(nn.Module):
     def __init__(self, dim: int, inner: int, ops=torch_ops):
         super().__init__()
         self.proj = ops.Linear(dim, inner * 2)
+        self.fused_kernels = False  # opt-in: one fused pass (kernels.geglu), see I2VGenUNet.set_fused_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_kernels:
+            return kernels.geglu(self.proj(x))
         value, gate = self.proj(x).chunk(2, dim=-1)
         return value * F.gelu(gate)
 
@@ -250,6 +254,34 @@ def video_group_norm(x: torch.Tensor, norm: nn.GroupNorm, frames: int | None = N
     return out
 
 
+def fused_group_norm(norm: nn.Module, x: torch.Tensor, silu: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """`norm` (a GroupNorm) then optionally SiLU on x viewed as [clips, frames, C, pixels], in one fused pass
+    (`kernels.video_group_norm_out`) written into `out`'s layout."""
+    weight = weight_of(norm, x) if norm.weight is not None else None
+    bias = norm.bias.to(x.device, x.dtype) if norm.bias is not None else None
+    return kernels.video_group_norm_out(x, norm.num_groups, weight, bias, norm.eps, silu, out)
+
+
+def _frames_view(t: torch.Tensor, b: int, frames: int) -> torch.Tensor:
+    """[B, C, F, H, W] (any memory layout) as a [B, F, C, H*W] view (a copy only if no view exists)."""
+    try:
+        return t.transpose(1, 2).view(b, frames, t.shape[1], -1)
+    except RuntimeError:
+        return t.transpose(1, 2).reshape(b, frames, t.shape[1], -1)
+
+
+def _add_frames(x: torch.Tensor, y: torch.Tensor, b: int, frames: int, channels_last: bool) -> torch.Tensor:
+    """x [B*F, C, H, W] + y given as any [B, F, C, H, W] view: one pass into the trunk's layout (NCHW, or NHWC
+    when `channels_last`), no transposed copy of y."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
+        # out= has no autograd; under torch.compile Inductor fuses the add and the layout change itself
+        return (x.view(b, frames, *x.shape[1:]) + y).reshape(x.shape).contiguous(memory_format=fmt)
+    out = torch.empty_like(x, memory_format=fmt)
+    torch.add(x.view(b, frames, *x.shape[1:]), y, out=out.view(b, frames, *x.shape[1:]))
+    return out
+
+
 class TemporalTransformer(nn.Module):
     """Transformer across the frames of every pixel (self-attention only, no positional embedding)."""
 
@@ -261,12 +293,19 @@ class TemporalTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim, None, ops)])
         self.proj_out = ops.Linear(inner, channels)
         self.split_norm = False  # opt-in: video_group_norm (see I2VGenUNet.set_split_video_norm)
+        self.fused_kernels = False  # opt-in: fused norm that writes the tokens' layout (I2VGenUNet.set_fused_kernels)
+        self.channels_last = False  # the trunk's layout (I2VGenUNet.set_channels_last): the output is written in it
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int,
                 hooks: ForwardHooks | None = None) -> torch.Tensor:
         bf, c, h, w = x.shape
         b = bf // frames
-        if self.split_norm:
+        if self.fused_kernels and _plain_layer(self.norm):  # the norm writes [B, H*W, F, C] tokens directly
+            tokens = torch.empty(b, h * w, frames, c, device=x.device, dtype=x.dtype)
+            fused_group_norm(self.norm, _frames_view(x.view(b, frames, c, h, w).transpose(1, 2), b, frames), False,
+                             out=tokens.permute(0, 2, 3, 1))
+            tokens = tokens.view(b * h * w, frames, c)
+        elif self.split_norm:
             normed = video_group_norm(x, self.norm, frames).view(b, frames, c, h * w)  # stays [B*F, C, H, W]
             tokens = normed.permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
         else:
@@ -278,8 +317,7 @@ class TemporalTransformer(nn.Module):
         tokens = self.proj_out(tokens)
         if hooks is not None:
             hooks.leave_temporal_transformer()
-        out = tokens.view(b, h, w, frames, c).permute(0, 3, 4, 1, 2).reshape(bf, c, h, w)
-        return out + x
+        return _add_frames(x, tokens.view(b, h, w, frames, c).permute(0, 3, 4, 1, 2), b, frames, self.channels_last)
 
 
 class TemporalConv(nn.Module):
@@ -299,17 +337,31 @@ class TemporalConv(nn.Module):
         self.conv3 = stage(False)
         self.conv4 = stage(False)
         self.split_norm = False  # opt-in: video_group_norm (see I2VGenUNet.set_split_video_norm)
+        self.fused_kernels = False  # opt-in: fused GroupNorm+SiLU in the conv's layout (I2VGenUNet.set_fused_kernels)
+        self.channels_last = False  # the trunk's layout (I2VGenUNet.set_channels_last): the output is written in it
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
-        y = x.view(bf // frames, frames, c, h, w).transpose(1, 2)  # [B, C, F, H, W]
+        b = bf // frames
+        stages = (self.conv1, self.conv2, self.conv3, self.conv4)
+        if self.fused_kernels and all(_plain_layer(s[0]) for s in stages):
+            # GroupNorm+SiLU reads the previous layout and writes the Conv3d's input layout ([B, C, F, H, W];
+            # channels-last-3d when the trunk is channels-last, which is then the trunk's own memory order)
+            fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
+            y = _frames_view(x.view(b, frames, c, h, w).transpose(1, 2), b, frames)
+            for stage in stages:
+                buf = torch.empty(b, c, frames, h, w, device=x.device, dtype=x.dtype, memory_format=fmt)
+                fused_group_norm(stage[0], y, True, out=_frames_view(buf, b, frames))
+                y = _frames_view(stage[-1](buf), b, frames)
+            return _add_frames(x, y.view(b, frames, c, h, w), b, frames, self.channels_last)
+        y = x.view(b, frames, c, h, w).transpose(1, 2)  # [B, C, F, H, W]
         if self.split_norm:
             y = y.contiguous()
             for stage in (self.conv1, self.conv2, self.conv3, self.conv4):
                 y = stage[-1](F.silu(video_group_norm(y, stage[0])))
         else:
             y = self.conv4(self.conv3(self.conv2(self.conv1(y))))
-        return x + y.transpose(1, 2).reshape(bf, c, h, w)
+        return _add_frames(x, y.transpose(1, 2), b, frames, self.channels_last)
 
 
 class ResBlock(nn.Module):
@@ -325,11 +377,21 @@ class ResBlock(nn.Module):
         self.skip_connection = (nn.Identity() if channels == out_channels
                                 else ops.Conv2d(channels, out_channels, 1))
         self.temporal_conv = TemporalConv(out_channels, groups, ops)
+        self.fused_kernels = False  # opt-in: fused GroupNorm+SiLU passes (I2VGenUNet.set_fused_kernels)
+
+    def _norm_silu_conv(self, seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if not (self.fused_kernels and _plain_layer(seq[0]) and (
+                x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))):
+            return seq(x)
+        bf, c, h, w = x.shape
+        out = torch.empty_like(x)  # keeps x's memory format
+        fused_group_norm(seq[0], x.view(bf, 1, c, h * w), True, out=out.view(bf, 1, c, h * w))
+        return seq[-1](out)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int) -> torch.Tensor:
-        h = self.in_layers(x)
+        h = self._norm_silu_conv(self.in_layers, x)
         h = h + self.emb_layers(emb).to(h.dtype)[:, :, None, None]
-        h = self.out_layers(h)
+        h = self._norm_silu_conv(self.out_layers, h)
         return self.temporal_conv(self.skip_connection(x) + h, frames)
 
 

@@ -34,11 +34,15 @@ FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasat
 def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
               attention: str = "auto", config: UNetConfig | None = None, ops=None,
               compute_dtype: torch.dtype | None = None, channels_last: bool = False,
-              fused_projections: bool = True, network: type[I2VGenUNet] = I2VGenUNet) -> I2VGenUNet:
+              fused_projections: bool = True, fused_kernels: bool = False, fp8_compute: str | None = None,
+              cuda_graphs: bool = False, network: type[I2VGenUNet] = I2VGenUNet) -> I2VGenUNet:
     """Load an I2VGen-XL / MS-Image2Video / MS-Vid2Vid-XL UNet; format and variant are detected from the keys.
 
     `dtype` is the storage dtype (fp8 storage computes in `compute_dtype`, default fp16, through per-layer casts);
-    `ops` lets a host (ComfyUI) supply its own layer classes and `network` its subclass of `I2VGenUNet`.
+    `ops` lets a host (ComfyUI) supply its own layer classes and `network` its subclass of `I2VGenUNet`. Speed levers
+    (see the I2VGenUNet.set_* methods): `fused_kernels` (fused GroupNorm+SiLU / GEGLU passes), `fp8_compute`
+    ("tensor" / "row": fp8 GEMMs in the transformers, changes the numbers), `cuda_graphs` (replay each step as a
+    CUDA graph).
     """
     sd, inferred, fmt = load_state_dict_any(source)
     config = config or inferred
@@ -73,4 +77,8 @@ def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch
     unet.set_attention_backend(attention)
     unet.set_fused_projections(fused_projections)
     unet.set_channels_last(channels_last)
+    unet.set_fused_kernels(fused_kernels)
+    if fp8_compute:
+        unet.set_fp8_compute(fp8_compute)
+    unet.set_cuda_graphs(cuda_graphs)
     return unet

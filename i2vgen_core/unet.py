@@ -12,8 +12,8 @@ from .config import UNetConfig
 from .hooks import ForwardHooks, FreeU, apply_all
 from .ops import torch_ops
 from .sizes import check_latent_size
-from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer, TemporalConv,
-                     TemporalTransformer, Upsample, timestep_embedding)
+from .layers import (GEGLU, Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer,
+                     TemporalConv, TemporalTransformer, Upsample, timestep_embedding)
 
 
 class I2VGenUNet(nn.Module):
@@ -32,6 +32,7 @@ class I2VGenUNet(nn.Module):
         self._ops = ops
         self.channels_last = False
         self.freeu: FreeU | None = None  # see enable_freeu
+        self.cuda_graphs = None  # a graphs.GraphCache when set_cuda_graphs(True)
         c = config
         dim, emb_dim, groups = c.model_channels, c.time_embed_dim, c.norm_groups
 
@@ -138,6 +139,33 @@ class I2VGenUNet(nn.Module):
             if isinstance(module, (TemporalConv, TemporalTransformer)):
                 module.split_norm = enabled
 
+    def set_fused_kernels(self, enabled: bool = True) -> None:
+        """Opt-in: GroupNorm(+SiLU) of resnets and temporal layers and GEGLU as fused passes (`kernels`: Triton on
+        CUDA when installed, else a torch fallback); the temporal layers' norms write the layout their consumer
+        reads, so no transposed copies are made around them. Same function as the plain path."""
+        for module in self.modules():
+            if isinstance(module, (GEGLU, ResBlock, TemporalConv, TemporalTransformer)):
+                module.fused_kernels = enabled
+
+    def set_fp8_compute(self, scaling: str | None = "tensor", emulate: bool = False) -> int:
+        """Opt-in "fast fp8": the transformers' linear layers compute with fp8 operands ("tensor" or "row" scales;
+        None = off) through torch._scaled_mm on GPUs with fp8 tensor cores, emulated elsewhere; returns how many
+        layers changed. Changes the numbers (see bench/gpu.py --suite for the error against bf16). q/k/v then run as
+        separate projections (the fused path reads the weights directly)."""
+        from .fp8 import enable_fp8_compute  # noqa: PLC0415
+
+        return sum(enable_fp8_compute(m, scaling, emulate) for m in self.modules()
+                   if isinstance(m, (SpatialTransformer, TemporalTransformer)))
+
+    def set_cuda_graphs(self, enabled: bool = True) -> None:
+        """Opt-in: replay each CUDA step as a captured CUDA graph (one per input shape); no effect on the CPU.
+
+        Inputs must keep their shapes from step to step (they do in a sampling run); weights must not change
+        while enabled (LoRA patching: switch it off first)."""
+        from .graphs import GraphCache  # noqa: PLC0415
+
+        self.cuda_graphs = GraphCache(self._predict) if enabled else None
+
     def set_channels_last(self, enabled: bool = True) -> None:
         """Keep trunk activations and conv weights NHWC (tensor-core friendly; spatial tokens become free views).
 
@@ -148,8 +176,13 @@ class I2VGenUNet(nn.Module):
         self.channels_last = enabled
         fmt = torch.channels_last if enabled else torch.contiguous_format
         for module in self.modules():
+            if isinstance(module, (TemporalConv, TemporalTransformer)):
+                module.channels_last = enabled
             if isinstance(module, nn.Conv2d) and module.weight.device.type != "meta":
                 module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+            if isinstance(module, nn.Conv3d) and module.weight.device.type != "meta":  # temporal convs: NDHWC
+                module.weight.data = module.weight.data.contiguous(
+                    memory_format=torch.channels_last_3d if enabled else torch.contiguous_format)
 
     def compile_blocks(self, **options) -> int:
         """torch.compile every resnet / transformer block in place (regional compilation); returns how many.
@@ -218,8 +251,24 @@ class I2VGenUNet(nn.Module):
         `hooks` plugs patches, wrappers and an attention function into this pass (see `i2vgen_core.hooks`);
         FreeU set by `enable_freeu` joins them. `image_anchor=False` is for a window of a longer video that does not
         start at the conditioning image: its first frame then gets the frame-position ramp's 0 instead of the
-        image latent (the image still conditions it through the context tokens).
+        image latent (the image still conditions it through the context tokens). CUDA graphs (`set_cuda_graphs`)
+        replay plain passes only (no hooks, no FreeU).
         """
+        if (self.cuda_graphs is not None and hooks is None and self.freeu is None and image_anchor
+                and sample.is_cuda and not torch.compiler.is_compiling()
+                and not torch.cuda.is_current_stream_capturing()):
+            timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
+            if fps is not None:
+                fps = torch.as_tensor(fps, device=sample.device).reshape(-1).expand(sample.shape[0])
+            return self.cuda_graphs(sample, timestep.contiguous(), text=text, image_embedding=image_embedding,
+                                    image_latent=image_latent, fps=fps if fps is None else fps.contiguous())
+        return self._predict(sample, timestep, text=text, image_embedding=image_embedding,
+                             image_latent=image_latent, fps=fps, hooks=hooks, image_anchor=image_anchor)
+
+    def _predict(self, sample: torch.Tensor, timestep, *, text: torch.Tensor | None = None,
+                 image_embedding: torch.Tensor | None = None, image_latent: torch.Tensor | None = None,
+                 fps=None, hooks: ForwardHooks | None = None, image_anchor: bool = True) -> torch.Tensor:
+        """The forward pass itself (what CUDA graphs capture)."""
         if self.freeu is not None:
             hooks = copy.copy(hooks) if hooks is not None else ForwardHooks()
             hooks.output_block = [*hooks.output_block, self.freeu]

@@ -409,10 +409,12 @@ class I2VGenXLModel(comfy.model_base.BaseModel):
 
 
 def load_comfy_unet(source, *, dtype: torch.dtype | None, manual_cast_dtype: torch.dtype | None = None,
-                    device=None, load_device=None, **options) -> ComfyI2VGenUNet:
-    """Build the ComfyUI network in one go: ComfyUI's layer classes for the storage/compute dtypes, weights from any
-    supported checkpoint (path or state dict) through the core loader (`options` go to `load_unet`)."""
+                    device=None, load_device=None, fp8_optimizations: bool = False, **options) -> ComfyI2VGenUNet:
+    """Build the ComfyUI network in one go: ComfyUI's layer classes for the storage/compute dtypes (with its fp8
+    matrix-multiply layers when `fp8_optimizations`), weights from any supported checkpoint (path or state dict)
+    through the core loader (`options` go to `load_unet`)."""
     load_device = load_device if load_device is not None else comfy.model_management.get_torch_device()
-    operations = comfy.ops.pick_operations(dtype, manual_cast_dtype, load_device=load_device)
+    operations = comfy.ops.pick_operations(dtype, manual_cast_dtype, load_device=load_device,
+                                           fp8_optimizations=fp8_optimizations)
     return load_unet(source, dtype=dtype, device=device, ops=operations, compute_dtype=manual_cast_dtype,
                      network=ComfyI2VGenUNet, **options)

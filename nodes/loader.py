@@ -160,6 +160,17 @@ class I2VGenXLModelLoader:
                     "tooltip": "Keep activations and convolution weights in NHWC layout (tensor-core friendly on "
                                "NVIDIA GPUs, spatial attention tokens become free views). Same result; measure "
                                "with bench/gpu.py before relying on it."}),
+                "fused_kernels": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Run GroupNorm+SiLU and GEGLU as fused passes (Triton kernels on NVIDIA GPUs when "
+                               "triton is installed, else an equivalent torch path); the temporal layers then make "
+                               "no layout copies. Same result; measure with bench/gpu.py --suite before relying on "
+                               "it."}),
+                "fp8_compute": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Fast fp8: matrix multiplies in fp8 on GPUs with fp8 tensor cores (Ada, Hopper), "
+                               "through ComfyUI's own fp8 layers (like --fast fp8_matrix_mult). Needs an fp8 "
+                               "weight_dtype; no effect elsewhere. Slightly changes the output."}),
                 "compile": (["disabled", "blocks"], {
                     "default": "disabled",
                     "tooltip": "blocks = torch.compile every resnet and transformer block (regional compilation): "
@@ -169,7 +180,8 @@ class I2VGenXLModelLoader:
         }
 
     def load(self, unet_name: str, weight_dtype: str = "auto", attention: str = "auto",
-             fused_projections: bool = True, channels_last: bool = False, compile: str = "disabled"):
+             fused_projections: bool = True, channels_last: bool = False, compile: str = "disabled",
+             fused_kernels: bool = False, fp8_compute: bool = False):
         path = resolve_unet_path(unet_name)
         load_device = comfy.model_management.get_torch_device()
         offload_device = comfy.model_management.unet_offload_device()
@@ -178,12 +190,13 @@ class I2VGenXLModelLoader:
         # built in one go from ComfyUI's own layer classes, like its native models (casting, low-VRAM loading, LoRA)
         try:
             unet = load_comfy_unet(path, dtype=dtype, manual_cast_dtype=manual_cast, device=offload_device,
-                                   load_device=load_device)
+                                   load_device=load_device, fp8_optimizations=fp8_compute)
         except CheckpointError as err:
             raise ValueError(f"{unet_name}: {err}") from None
         self._set_attention(unet, attention, load_device, unet_name)
         unet.set_fused_projections(fused_projections)
         unet.set_channels_last(channels_last)
+        unet.set_fused_kernels(fused_kernels)
         if compile == "blocks":
             unet.compile_blocks()
         model = I2VGenXLModel(unet, weight_dtype=dtype, manual_cast_dtype=manual_cast, device=offload_device)

@@ -112,7 +112,7 @@ class Attention(nn.Module):
             return hooks.attention
 
         def attend(q, k, v, heads, call):
-            b, n, m = q.shape[0], q.shape[1], k.shape[1]
+            b, n = q.shape[0], q.shape[1]
             q, k, v = (t.reshape(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
             return attention(q, k, v, self.backend).transpose(1, 2).reshape(b, n, -1)
 

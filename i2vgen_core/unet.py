@@ -254,6 +254,9 @@ class I2VGenUNet(nn.Module):
         image latent (the image still conditions it through the context tokens). CUDA graphs (`set_cuda_graphs`)
         replay plain passes only (no hooks, no FreeU).
         """
+        if fps is None and self.config.use_fps and self.config.fps_optional:
+            fps = self.config.default_fps
+        self.check_inputs(sample, text, image_embedding, image_latent, fps)
         if (self.cuda_graphs is not None and hooks is None and self.freeu is None and image_anchor
                 and sample.is_cuda and not torch.compiler.is_compiling()
                 and not torch.cuda.is_current_stream_capturing()):
@@ -268,16 +271,14 @@ class I2VGenUNet(nn.Module):
     def _predict(self, sample: torch.Tensor, timestep, *, text: torch.Tensor | None = None,
                  image_embedding: torch.Tensor | None = None, image_latent: torch.Tensor | None = None,
                  fps=None, hooks: ForwardHooks | None = None, image_anchor: bool = True) -> torch.Tensor:
-        """The forward pass itself (what CUDA graphs capture)."""
+        """The forward pass itself, on inputs already checked (`forward` checks them; hosts that validated the
+        conditioning once per run, like ComfyUI's ``extra_conds``, call this directly). CUDA graphs capture it."""
         if self.freeu is not None:
             hooks = copy.copy(hooks) if hooks is not None else ForwardHooks()
             hooks.output_block = [*hooks.output_block, self.freeu]
         if hooks is not None:
             hooks.reset()
         c = self.config
-        if fps is None and c.use_fps and c.fps_optional:
-            fps = c.default_fps
-        self.check_inputs(sample, text, image_embedding, image_latent, fps)
         b, _, frames, h, w = sample.shape
         dtype = self.dtype
         dev = sample.device

@@ -232,7 +232,10 @@ class ComfyI2VGenUNet(I2VGenUNet):
         hooks = ComfyHooks(to, c.model_channels, attention_fn)
         window = to.get("context_window")
         anchor = window is None or list(getattr(window, "index_list", [0]))[:1] == [0]
-        return super().forward(
+        if fps is None and c.use_fps:
+            fps = c.default_fps
+        # inputs were checked once per run by I2VGenXLModel.extra_conds: the network runs without re-checking
+        return self._predict(
             x, timesteps,
             text=context if c.use_text else None,
             image_embedding=image_embedding if c.use_image_embedding else None,
@@ -373,7 +376,10 @@ class I2VGenXLModel(comfy.model_base.BaseModel):
 
     # ------------------------------------------------------------------ conditioning
     def extra_conds(self, **kwargs) -> dict:
-        """Per-conditioning inputs of the network as ``comfy.conds`` objects (batched for cond/uncond by ComfyUI)."""
+        """Per-conditioning inputs of the network as ``comfy.conds`` objects (batched for cond/uncond by ComfyUI).
+
+        The one check of a run's latent size and conditioning on the ComfyUI path (any sampler: KSampler, the pack's
+        samplers, SamplerCustomAdvanced); the network then runs each step without re-checking."""
         cfg = self.diffusion_model.config
         name = VARIANT_NAMES.get(self.i2vgen_variant, self.i2vgen_variant)
         noise = kwargs["noise"]
@@ -381,7 +387,12 @@ class I2VGenXLModel(comfy.model_base.BaseModel):
             raise ValueError(f"{name} samples video latents [batch, 4, frames, height/8, width/8]; got a latent of "
                              f"shape {list(noise.shape)}. Use the LATENT from I2VGenXLConditioning.")
         h, w = noise.shape[-2:]
-        check_latent_size(cfg, h, w)
+        try:
+            check_latent_size(cfg, h, w)
+        except ValueError as err:
+            hint = (" Resize the video with I2VGenXLLatentUpscale (e.g. 1280x720) before refining."
+                    if self.i2vgen_variant == "ms_vid2vid_xl" else "")
+            raise ValueError(f"{str(err).rstrip('.')}.{hint}") from None
         text = kwargs.get("cross_attn", None)
         problem = conditioning_problem(cfg, name, kwargs.get("prompt_type", "conditioning"), text, kwargs, (h, w))
         if problem:

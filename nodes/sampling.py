@@ -25,12 +25,9 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ..i2vgen_core.config import VARIANT_NAMES
 from ..i2vgen_core.numerics import check_finite
 from ..i2vgen_core.sampling import strength_to_timestep
-from ..i2vgen_core.sizes import check_latent_size
 from .common import video_latent
-from .comfy_model import conditioning_problem
 from .context_windows import windows_batch_problem, with_context_windows
 from .memory_ui import check_run, model_settings
 
@@ -49,35 +46,13 @@ def model_variant(model) -> str:
     return variant
 
 
-def check_size(model, samples: torch.Tensor, variant: str) -> None:
-    """Reject latent sizes the network cannot take, with the size that would work."""
-    h, w = samples.shape[-2:]
-    try:
-        check_latent_size(model.model.diffusion_model.config, h, w)
-    except ValueError as err:
-        hint = (" Resize the video with I2VGenXLLatentUpscale (e.g. 1280x720) before refining."
-                if variant == "ms_vid2vid_xl" else "")
-        raise ValueError(f"{str(err).rstrip('.')}.{hint}") from None
-
-
-def check_conditioning(model, conditioning, which: str, variant: str, samples: torch.Tensor) -> None:
-    """Make sure each entry carries what the variant needs, before any sampling work starts."""
-    if not isinstance(conditioning, list) or len(conditioning) == 0:
-        raise ValueError(f"{which} is empty; connect a CONDITIONING.")
-    cfg = model.model.diffusion_model.config
-    name = VARIANT_NAMES.get(variant, variant)
-    for text, values in conditioning:
-        problem = conditioning_problem(cfg, name, which, text, values, tuple(samples.shape[-2:]))
-        if problem:
-            raise ValueError(problem)
-
-
 def checked_samples(model, variant: str, latent_image: dict, positive, negative) -> torch.Tensor:
-    """The video latent's samples once its shape, its size and both conditionings fit the model."""
+    """The video latent's samples once it is a video latent and both conditionings are connected. Its size and the
+    conditionings' content are checked once per run where every sampler passes, the model's ``extra_conds``."""
     samples = video_latent(latent_image)
-    check_size(model, samples, variant)
-    check_conditioning(model, positive, "positive", variant, samples)
-    check_conditioning(model, negative, "negative", variant, samples)
+    for which, conditioning in (("positive", positive), ("negative", negative)):
+        if not isinstance(conditioning, list) or len(conditioning) == 0:
+            raise ValueError(f"{which} is empty; connect a CONDITIONING.")
     return samples
 
 

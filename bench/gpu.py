@@ -356,7 +356,7 @@ def main_suite(args) -> None:
         from i2vgen_core import tiny_config
 
         def smallest(variant):  # two levels: the script's paths, not figures
-            return tiny_config(variant, channel_mult=(1, 2), attention_levels=(True, False))
+            return tiny_config(variant, block_channels=(32, 64), attention_levels=(True, False))
         args.device, args.dtype, args.config = "cpu", torch.float32, smallest
         args.h, args.w, args.frames, args.steps, args.refine_h, args.refine_frames = 8, 8, 2, 2, 10, 2
         args.repeats = 1

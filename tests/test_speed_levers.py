@@ -17,7 +17,7 @@ def test_regional_compile_no_graph_breaks_no_recompiles_across_steps_and_cfg_bat
     import torch._dynamo.utils
 
     torch._dynamo.reset()
-    unet = random_unet("ms_vid2vid_xl", channel_mult=(1, 2), attention_levels=(True, False))
+    unet = random_unet("ms_vid2vid_xl", block_channels=(32, 64), attention_levels=(True, False))
     x, t, kw = inputs_for(unet, h=10, w=16)
     unet.compile_blocks(dynamic=False)
     counters = torch._dynamo.utils.counters

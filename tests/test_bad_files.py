@@ -277,6 +277,7 @@ def _plain(content: bytes):
     return lambda good, unet: content
 
 
+MEMO_BOMB = P2 + pickle.EMPTY_DICT + pickle.LONG_BINPUT + (2 ** 31 - 5).to_bytes(4, "little") + pickle.STOP
 ST, PTH = "unet.safetensors", "unet.pth"
 CASES: dict[str, tuple] = {}
 for where in ("len1", "len7", "len8", "hdr1", "hdr_mid", "hdr_end-1", "hdr_end", "data1", "data_mid", "last-1"):
@@ -343,6 +344,10 @@ CASES.update({
     "legacy-storage-short": (_fake_legacy(record=8), PTH, "error", "cut short"),
     "legacy-bytes8-1TB": (lambda g, u: torch_legacy(P4 + pickle.BINBYTES8 + TB.to_bytes(8, "little") + b"ab", []), PTH,
                           "error", "damaged"),
+    # a damaged memo index: C pickle readers grow an array to it (minutes, gigabytes)
+    "zip-memo-index-2G": (_members(lambda n, d: [(n, MEMO_BOMB if n.endswith("/data.pkl") else d)]), PTH, "error",
+                          "no tensors"),
+    "legacy-memo-index-2G": (lambda g, u: torch_legacy(MEMO_BOMB, []), PTH, "error", "no tensors"),
     "legacy-no-tensors": (lambda g, u: torch_legacy(pickle.dumps({"a": 1}, protocol=2), []), PTH, "error",
                           "no tensors"),
     # zip .pth members
@@ -550,7 +555,7 @@ def test_links_and_special_files(good, unet, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ memory
 HUGE = ["st-header-len-1TB", "st-header-len-max", "st-shape-1TB", "st-offsets-1TB", "zip-storage-1TB",
-        "zip-view-1TB", "legacy-storage-1TB", "legacy-bytes8-1TB", "zip-central-size-4GB"]
+        "zip-view-1TB", "legacy-storage-1TB", "legacy-bytes8-1TB", "zip-central-size-4GB", "zip-memo-index-2G", "legacy-memo-index-2G"]
 
 PROBE = r"""
 import json, resource, sys, tracemalloc
@@ -598,10 +603,13 @@ def test_terabyte_claims_allocate_nothing(good, unet, tmp_path):
 def test_nonfinite_scan(unet):
     sd = dict(unet.state_dict())
     assert nonfinite(sd) == []
-    big = {"w": torch.full((1000, 1000), 6e4, dtype=torch.float16)}  # finite, but its fp32 sum is large
-    assert nonfinite(big) == []
-    huge = {"w": torch.full((4, 4), 3e38)}  # finite entries whose fp32 sum overflows: rechecked exactly
-    assert nonfinite(huge) == []
+    big = {"w": torch.full((1000, 1000), 6e4, dtype=torch.float16), "x": torch.full((4, 4), 3e38)}
+    assert nonfinite(big) == []  # large finite values (whose sum would overflow) are not flagged
+    fp8 = {"a": torch.full((9,), 448.0).to(torch.float8_e4m3fn), "b": torch.full((9,), 5e4).to(torch.float8_e5m2)}
+    assert nonfinite(fp8) == []
+    fp8["b"][3] = float("inf")
+    fp8["a"][0] = float("nan")
+    assert nonfinite(fp8) == ["a", "b"]
     sd["out.2.bias"] = sd["out.2.bias"].clone()
     sd["out.2.bias"][1] = float("nan")
     assert nonfinite(sd) == ["out.2.bias"]

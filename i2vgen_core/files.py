@@ -438,8 +438,9 @@ def check_finite(sd: Mapping[str, torch.Tensor], label: str) -> None:
 
 
 def nonfinite(sd: Mapping[str, torch.Tensor]) -> list[str]:
-    """Names of floating-point tensors holding NaN or +-inf (one min/max pass per tensor, no temporaries)."""
-    return [k for k, v in sd.items() if v.is_floating_point() and v.numel() and not _finite(v)]
+    """Names of floating-point tensors holding NaN or +-inf (one min/max pass per tensor, no temporaries; meta
+    tensors have no values to check)."""
+    return [k for k, v in sd.items() if v.is_floating_point() and v.numel() and not v.is_meta and not _finite(v)]
 
 
 def _finite(v: torch.Tensor) -> bool:

@@ -614,3 +614,14 @@ def test_nonfinite_scan(unet):
     sd["out.2.bias"][1] = float("nan")
     assert nonfinite(sd) == ["out.2.bias"]
     assert nonfinite({"i": torch.ones(3, dtype=torch.int64), "e": torch.empty(0)}) == []
+
+
+def test_converter_reports_broken_files(good, tmp_path, capsys):
+    from i2vgen_core.convert import main as convert_main
+
+    broken = tmp_path / "cut.pth"
+    broken.write_bytes(good["zip"].read_bytes()[:5000])
+    assert convert_main([str(broken), str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "cut.pth" in err and "download it again" in err
+    assert not (tmp_path / "out.safetensors").exists()

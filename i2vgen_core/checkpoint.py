@@ -8,11 +8,8 @@ flat image-latent temporal encoder.
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
 import re
-from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -30,64 +27,9 @@ class CheckpointError(ValueError):
 # ------------------------------------------------------------------------------------------------ reading
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
     """Tensors of a checkpoint file or diffusers folder, plus its config.json (or embedded config) when present."""
-    path = Path(path)
-    if path.is_dir():
-        return _read_folder(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path.name} is empty (0 bytes); the download probably failed — fetch it again")
-    if path.suffix in (".safetensors", ".sft"):
-        return _read_safetensors(path)
-    return _read_pickle(path), None
+    from .files import read_checkpoint  # the defensive readers (they import this module's CheckpointError)
 
-
-def _read_folder(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    config = None
-    if (path / "config.json").exists():
-        config = json.loads((path / "config.json").read_text())
-    for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
-                 "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin"):
-        if (path / name).exists():
-            sd, _ = read_state_dict(path / name)
-            return sd, config
-    raise CheckpointError(f"{path} is a folder without diffusion_pytorch_model(.fp16).safetensors; point the loader "
-                          f"at the diffusers 'unet' folder or at a single checkpoint file")
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        sd = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({err}); it may be truncated — "
-                              f"check its size against the source and download it again") from err
-    config = json.loads(meta["i2vgen_config"]) if "i2vgen_config" in meta else None
-    return sd, config
-
-
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:  # legacy (pre-zip) pickles cannot be memory-mapped
-            if "mmap" not in str(err):
-                raise
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path.name} is a pickle that needs to run code to load, which is refused for safety "
-            f"(torch.load weights_only=True: {str(err).splitlines()[0]}). Convert a trusted copy with "
-            f"`python -m i2vgen_core.convert IN OUT.safetensors` on a machine where you trust the file, or use "
-            f"the safetensors release") from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path.name} could not be read as a PyTorch checkpoint ({str(err).splitlines()[0]}); "
-                              f"the file is probably truncated or not a checkpoint — download it again") from err
-    return unwrap(obj, path.name)
+    return read_checkpoint(path)
 
 
 def unwrap(obj, name: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -99,9 +41,12 @@ def unwrap(obj, name: str = "checkpoint") -> dict[str, torch.Tensor]:
             if inner is None:
                 break
             obj = inner
-    if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(f"{name} holds no tensors (found {type(obj).__name__}); expected a UNet state dict")
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)} \
+        if isinstance(obj, Mapping) else {}
+    if not tensors:
+        raise CheckpointError(f"{name} holds no tensors (found {type(obj).__name__}); expected a UNet state dict — "
+                              f"pick the UNet checkpoint file")
+    return tensors
 
 
 def strip_prefix(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
 
 import torch
 
 from .checkpoint import CheckpointError, infer_config, read_state_dict, to_ours
 from .config import UNetConfig
+from .files import PICK_UNET, check_config_json, check_dtypes, check_finite
 from .ops import cast_ops
 from .unet import I2VGenUNet, build_unet
 
 Source = str | os.PathLike | Mapping[str, torch.Tensor]
+
+
+def source_label(source: Source) -> str:
+    """How errors name a source: the file or folder name, or 'the state dict'."""
+    return "the state dict" if isinstance(source, Mapping) else (Path(source).name or str(source))
+
+
+@contextmanager
+def untrusted(label: str) -> Iterator[None]:
+    """Turn any failure of interpreting a file's tensors/config into a CheckpointError naming it and what to do."""
+    try:
+        yield
+    except CheckpointError as err:
+        raise CheckpointError(f"{label}: {err}. If this is not the UNet, {PICK_UNET}; if it is, download it "
+                              f"again") from None
+    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, AttributeError, RuntimeError) as err:
+        raise CheckpointError(f"{label}: its tensors or configuration do not form a family UNet "
+                              f"({type(err).__name__}: {str(err)[:200]}); {PICK_UNET}, or download it again if it "
+                              f"is one") from None
 
 
 def load_state_dict_any(source: Source) -> tuple[dict[str, torch.Tensor], UNetConfig, str]:
@@ -24,8 +46,13 @@ def load_state_dict_any(source: Source) -> tuple[dict[str, torch.Tensor], UNetCo
         raw = unwrap(source, "the state dict")
     else:
         raw, hints = read_state_dict(source)
-    sd, fmt = to_ours(raw)
-    return sd, infer_config(sd, hints), fmt
+    label = source_label(source)
+    with untrusted(label):
+        sd, fmt = to_ours(raw)
+        config = infer_config(sd, hints)
+    check_config_json(hints, config, label)
+    check_finite(raw, label)
+    return sd, config, fmt
 
 
 FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
@@ -45,11 +72,13 @@ def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch
     CUDA graph).
     """
     sd, inferred, fmt = load_state_dict_any(source)
+    label = source_label(source)
     config = config or inferred
     if dtype in FP8 and ops is None:
         ops = cast_ops
         compute_dtype = compute_dtype or torch.float16
-    unet = build_unet(config, device="meta", ops=ops, network=network)
+    with untrusted(label):
+        unet = build_unet(config, device="meta", ops=ops, network=network)
     expected = unet.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
@@ -64,8 +93,10 @@ def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch
             k = wrong[0]
             lines.append(f"  {len(wrong)} tensors with other shapes, e.g. {k}: file {list(sd[k].shape)} vs "
                          f"network {list(expected[k].shape)}")
-        lines.append("The file may be truncated, a different model, or a variant this package does not know.")
-        raise CheckpointError("\n".join(lines))
+        lines.append("The file may be truncated, a different model, or a variant this package does not know: "
+                     f"{PICK_UNET}, or download it again.")
+        raise CheckpointError(f"{label}: " + "\n".join(lines))
+    check_dtypes(sd, expected, label)
     if dtype is None:
         floats = [v.dtype for v in sd.values() if v.is_floating_point()]
         dtype = max(set(floats), key=floats.count) if floats else torch.float32

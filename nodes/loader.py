@@ -15,6 +15,7 @@ import folder_paths
 from ..i2vgen_core import CheckpointError
 from ..i2vgen_core.attention import BACKENDS
 from ..i2vgen_core.config import VARIANT_NAMES
+from ..i2vgen_core.files import resolve_inside
 from .comfy_model import I2VGenXLModel, load_comfy_unet
 
 log = logging.getLogger(__name__)
@@ -66,14 +67,16 @@ def list_unet_files() -> list[str]:
 
 
 def resolve_unet_path(name: str) -> str:
-    """Full path of a listed file, looked up in the i2vgen folder first."""
+    """Full path of a listed file, looked up in the i2vgen folder first; links leaving the model folders are
+    refused."""
+    roots = [p for folder in SEARCH_FOLDERS for p in folder_paths.folder_names_and_paths.get(folder, ([],))[0]]
     for folder in SEARCH_FOLDERS:
         try:
             path = folder_paths.get_full_path(folder, name)
         except KeyError:
             path = None
         if path is not None:
-            return path
+            return str(resolve_inside(path, roots))
     raise FileNotFoundError(f"'{name}' was not found in ComfyUI/models/{I2VGEN_FOLDER} or "
                             f"ComfyUI/models/diffusion_models; put the UNet checkpoint there and refresh the page.")
 
@@ -191,8 +194,8 @@ class I2VGenXLModelLoader:
         try:
             unet = load_comfy_unet(path, dtype=dtype, manual_cast_dtype=manual_cast, device=offload_device,
                                    load_device=load_device, fp8_optimizations=fp8_compute)
-        except CheckpointError as err:
-            raise ValueError(f"{unet_name}: {err}") from None
+        except CheckpointError as err:  # its message names the file
+            raise ValueError(str(err)) from None
         self._set_attention(unet, attention, load_device, unet_name)
         unet.set_fused_projections(fused_projections)
         unet.set_channels_last(channels_last)

@@ -301,6 +301,41 @@ def loader_builds_from_comfy_ops_and_reports_bad_choices():
 
 
 @check
+def loader_refuses_links_leaving_the_model_folders():
+    """A file name resolving outside the model folders (a symlink placed there) is refused before reading; broken
+    files are reported naming the file and what to do."""
+    import os
+    import tempfile
+    import folder_paths
+    from i2vgen_pkg.nodes.loader import I2VGenXLModelLoader
+
+    folder_paths.add_model_folder_path("diffusion_models", f"{DEMO_DIR}/diffusion_models")
+    outside = tempfile.mkdtemp()
+    target = os.path.join(outside, "elsewhere.safetensors")
+    with open(f"{DEMO_DIR}/diffusion_models/i2vgen_xl.fp16.safetensors", "rb") as src, open(target, "wb") as dst:
+        dst.write(src.read())
+    link = f"{DEMO_DIR}/diffusion_models/linked_out.safetensors"
+    os.symlink(target, link)
+    broken = f"{DEMO_DIR}/diffusion_models/broken.safetensors"
+    with open(broken, "wb") as f:
+        f.write((2 ** 40).to_bytes(8, "little") + b"{}")
+    messages = {}
+    try:
+        for name, words in (("linked_out.safetensors", "outside the model folders"),
+                            ("broken.safetensors", "download it again")):
+            try:
+                I2VGenXLModelLoader().load(name, "fp16", "auto")
+                raise AssertionError(f"{name} should be refused")
+            except ValueError as err:
+                messages[name] = str(err)
+            assert words in messages[name] and name in messages[name], messages[name]
+    finally:
+        os.remove(link)
+        os.remove(broken)
+    return messages
+
+
+@check
 def memory_manager_loads_and_frees_the_model():
     """comfy.model_management can load, account for and unload our MODEL."""
     import comfy.model_management as mm

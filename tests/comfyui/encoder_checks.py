@@ -488,9 +488,35 @@ FORMATS = (
 FP32_REL, FP16_REL = 1e-5, 2e-2
 
 
+#: what the reference run hands to the format runs (each format runs in a process of its own: a clean heap)
+REFERENCE_KEYS = ("text_ref", "tokens", "image_ref", "params", "long_first_diff", "cleaned_first_diff")
+
+
+def rss_gib() -> float:
+    """Current resident set size of this process, GiB."""
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return round(kb / 2**20, 2)
+
+
+def peak_rss_gib() -> float:
+    """Peak resident set size of this process so far, GiB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
 def _format_check(label: str, text_name: str, vision_name: str, fp32: bool, images: tuple) -> dict:
     import torch
     import comfy.model_management as mm
+    import comfy.utils
+
+    work = Path(STATE["work"])
+    if "text_ref" not in STATE:
+        STATE.update(torch.load(work / "reference.pt", weights_only=True))
+        _register_folders(work)
+    # ComfyUI's --mmap-torch-files: the 3.9 GB .bin is mapped rather than read into the heap (same tensors)
+    comfy.utils.MMAP_TORCH_FILES = True
 
     set_text_encoder_fp32(fp32)
     try:
@@ -515,6 +541,7 @@ def _format_check(label: str, text_name: str, vision_name: str, fp32: bool, imag
                 assert e["rel"] < bound, (name, e)
             out["text"][name] = e
         out["text_encoder_weights"] = str(next(clip.cond_stage_model.parameters()).dtype)
+        out["rss_gib_after_text"] = rss_gib()
         del clip
         mm.unload_all_models()
         gc.collect()
@@ -533,12 +560,14 @@ def _format_check(label: str, text_name: str, vision_name: str, fp32: bool, imag
             else:
                 assert e["rel"] < bound, (name, e)
             out["image"][name] = e
+        out["rss_gib_after_images"] = rss_gib()
         del vision
         mm.unload_all_models()
         gc.collect()
         mm.soft_empty_cache()
         out["format"] = label
         out["bound_rel"] = bound
+        out["peak_rss_gib"] = peak_rss_gib()
         return out
     finally:
         set_text_encoder_fp32(False)
@@ -581,10 +610,14 @@ def full_size_reference_built():
         ours = [t[0] for t in tok.tokenize_with_weights(PROMPTS[name])["h"][0]]
         ref = STATE["tokens"][name].tolist()
         STATE[key] = next((i for i, (a, b) in enumerate(zip(ours, ref)) if a != b), 77)
+    import torch
+
+    torch.save({k: STATE[k] for k in REFERENCE_KEYS}, work / "reference.pt")
     sizes = {p.relative_to(work).as_posix(): p.stat().st_size for p in work.rglob("*") if p.is_file()
              and p.suffix in (".bin", ".safetensors")}
     return {"open_clip": open_clip.__version__, "params": STATE["params"], "files": sizes,
-            "long_first_diff": STATE["long_first_diff"], "cleaned_first_diff": STATE["cleaned_first_diff"]}
+            "long_first_diff": STATE["long_first_diff"], "cleaned_first_diff": STATE["cleaned_first_diff"],
+            "peak_rss_gib": peak_rss_gib()}
 
 
 for _fmt in FORMATS:

@@ -3,9 +3,10 @@
 The original code resizes with PIL on 8-bit images: a BOX-filter resize that covers the target size followed by
 a centre crop (``CenterCropWide``) for the VAE image and for CLIP (to a square), then a BILINEAR resize to 224 for
 CLIP. This module re-implements PIL's separable resampling (the same filter supports, centres and normalisation as
-Pillow's ``Resample.c``) as sparse matrix products, so results agree with PIL to within one 8-bit level and no PIL
-or ComfyUI import is needed. Images are float tensors in [0, 1], either ``[B, H, W, C]`` (ComfyUI's IMAGE layout)
-or ``[B, C, H, W]``; every function returns the layout it was given.
+Pillow's ``Resample.c``) as sparse matrix products; with ``quantize`` it also uses Pillow's fixed-point arithmetic
+on 8-bit levels, so the results equal PIL's exactly, and no PIL or ComfyUI import is needed. Images are float
+tensors in [0, 1], either ``[B, H, W, C]`` (ComfyUI's IMAGE layout) or ``[B, C, H, W]``; every function returns the
+layout it was given.
 """
 
 from __future__ import annotations
@@ -84,12 +85,33 @@ def pil_resample_matrix(in_size: int, out_size: int, kind: str, device=None) -> 
     return torch.sparse_coo_tensor(indices, w[keep], (out_size, in_size), check_invariants=False).coalesce()
 
 
-def _resample_axis(x: torch.Tensor, dim: int, out_size: int, kind: str) -> torch.Tensor:
-    """Resample float64 tensor `x` along `dim` with PIL's weights."""
+#: Pillow's 8-bit resampler works in fixed point: coefficients scaled by 2**22 and rounded half away from zero,
+#: sums started at 2**21 (rounding), results shifted right by 22 bits and clamped (``Resample.c``).
+PIL_PRECISION_BITS = 32 - 8 - 2
+
+
+def _fixed_point(mat: torch.Tensor) -> torch.Tensor:
+    """Pillow's integer coefficients (as float64) of a coalesced sparse weight matrix."""
+    scaled = mat.values() * float(1 << PIL_PRECISION_BITS)
+    k = torch.where(scaled < 0, torch.trunc(scaled - 0.5), torch.trunc(scaled + 0.5))
+    return torch.sparse_coo_tensor(mat.indices(), k, mat.shape, check_invariants=False).coalesce()
+
+
+def _resample_axis(x: torch.Tensor, dim: int, out_size: int, kind: str, quantize: bool = False) -> torch.Tensor:
+    """Resample float64 tensor `x` along `dim` with PIL's weights.
+
+    With ``quantize`` the input is taken as 8-bit levels and the result computed in Pillow's fixed-point arithmetic
+    (exact integer sums in float64), so it equals Pillow's uint8 output.
+    """
     mat = pil_resample_matrix(x.shape[dim], out_size, kind, device=x.device)
     moved = x.movedim(dim, 0)
     flat = moved.reshape(moved.shape[0], -1)
-    out = torch.sparse.mm(mat, flat)
+    if quantize:
+        levels = torch.floor(flat.clamp(0.0, 1.0) * 255.0 + 0.5)
+        sums = torch.sparse.mm(_fixed_point(mat), levels) + float(1 << (PIL_PRECISION_BITS - 1))
+        out = torch.floor(sums / float(1 << PIL_PRECISION_BITS)).clamp(0.0, 255.0) / 255.0
+    else:
+        out = torch.sparse.mm(mat, flat)
     return out.reshape((out_size,) + moved.shape[1:]).movedim(0, dim)
 
 
@@ -102,20 +124,16 @@ def pil_resize(img: torch.Tensor, width: int, height: int, kind: str = "bilinear
                channels_last: Optional[bool] = None) -> torch.Tensor:
     """Resize like PIL ``Image.resize((width, height), BOX|BILINEAR)``: separable, horizontal pass first.
 
-    With ``quantize`` the result (and the intermediate after the horizontal pass, as in Pillow) is rounded to 8-bit
-    levels, which reproduces a uint8 PIL image to within one level.
+    With ``quantize`` the input is rounded to 8-bit levels and both passes use Pillow's fixed-point arithmetic
+    (8-bit intermediate after the horizontal pass, as in Pillow): the result equals a uint8 PIL image exactly.
     """
     x, cl, hb = _as_bchw(img, channels_last)
     dtype = x.dtype
     y = x.to(torch.float64)
     if y.shape[-1] != width:
-        y = _resample_axis(y, 3, width, kind)
-        if quantize:
-            y = _quantize8(y)
+        y = _resample_axis(y, 3, width, kind, quantize)
     if y.shape[-2] != height:
-        y = _resample_axis(y, 2, height, kind)
-        if quantize:
-            y = _quantize8(y)
+        y = _resample_axis(y, 2, height, kind, quantize)
     return _restore(y.to(dtype), cl, hb)
 
 

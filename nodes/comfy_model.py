@@ -20,6 +20,8 @@ How the pieces map onto ComfyUI:
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 import comfy.conds
@@ -36,7 +38,7 @@ from ..i2vgen_core.frames import image_latent_frame
 from ..i2vgen_core.hooks import ForwardHooks
 from ..i2vgen_core.sizes import check_latent_size
 from ..i2vgen_core.unet import I2VGenUNet
-from .common import COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT
+from .common import COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, TEXT_TOKENS
 
 #: The value ComfyUI's ``rescale_zero_terminal_snr_sigmas`` gives the last ``alphas_cumprod`` of a zero-SNR schedule.
 ZSNR_LAST_ALPHAS_CUMPROD = 4.8973451890853435e-08
@@ -344,6 +346,20 @@ def conditioning_problem(config, name: str, which: str, text: torch.Tensor | Non
     return None
 
 
+def first_text_chunk(text: torch.Tensor) -> torch.Tensor:
+    """The first 77 tokens of a text conditioning: what the original (open_clip, truncating at 77) encodes.
+
+    ComfyUI encodes a prompt past 75 tokens as 77-token chunks placed one after the other; its first chunk equals
+    open_clip's truncated prompt token for token. The models were trained on 77 tokens only, and ComfyUI would tile
+    a shorter negative to the positive's length when batching them, which shifts the weight between text and image
+    context tokens; so only the first chunk is used.
+    """
+    if text.ndim == 3 and text.shape[1] > TEXT_TOKENS:
+        logging.info("I2VGen-XL: the prompt is longer than 77 tokens; the first 77 are used, as in the original")
+        return text[:, :TEXT_TOKENS]
+    return text
+
+
 class I2VGenXLModel(comfy.model_base.BaseModel):
     """ComfyUI BaseModel around a `ComfyI2VGenUNet`; ``i2vgen_variant`` tells nodes which family member it is."""
 
@@ -400,7 +416,7 @@ class I2VGenXLModel(comfy.model_base.BaseModel):
 
         out = {}
         if cfg.use_text:
-            out["c_crossattn"] = comfy.conds.CONDCrossAttn(text)
+            out["c_crossattn"] = comfy.conds.CONDCrossAttn(first_text_chunk(text))
         if cfg.use_image_embedding:
             emb = kwargs[COND_IMAGE_EMBEDDING]
             out["image_embedding"] = comfy.conds.CONDRegular(emb.reshape(emb.shape[0], -1))

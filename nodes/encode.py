@@ -12,13 +12,23 @@ from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND
 
 
 
-def _size_inputs(width: int, height: int) -> dict:
+def _size_inputs(width: int, height: int, note: str = "") -> dict:
     return {
         "width": ("INT", {"default": width, "min": 64, "max": MAX_RESOLUTION, "step": 8,
-                          "tooltip": "Video width in pixels (multiple of 8)."}),
+                          "tooltip": "Video width in pixels (multiple of 8)." + note}),
         "height": ("INT", {"default": height, "min": 64, "max": MAX_RESOLUTION, "step": 8,
-                           "tooltip": "Video height in pixels (multiple of 8)."}),
+                           "tooltip": "Video height in pixels (multiple of 8)." + note}),
     }
+
+
+def size_from_image_latent(image_latent, width: int, height: int) -> tuple[int, int]:
+    """The one-size rule: with an image latent connected, the video has its size; else the width/height given."""
+    if image_latent is None:
+        return int(width), int(height)
+    lat = image_latent["samples"] if isinstance(image_latent, dict) else None
+    if not isinstance(lat, torch.Tensor) or lat.ndim not in (4, 5):
+        return int(width), int(height)  # the shape check in condition() reports it
+    return int(lat.shape[-1]) * 8, int(lat.shape[-2]) * 8
 
 
 class I2VGenXLSemanticEncode:
@@ -121,7 +131,8 @@ class I2VGenXLConditioning:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                **_size_inputs(1280, 704),
+                **_size_inputs(1280, 704, " Ignored when image_latent is connected: the video then takes the image "
+                                          "latent's size (set it once, on I2VGen-XL Detail Encode)."),
                 "length": ("INT", {"default": 16, "min": 1, "max": 1024, "step": 1,
                                    "tooltip": "Number of frames (16 for I2VGen-XL, 32 for MS-Image2Video)."}),
                 "fps": ("INT", {"default": 16, "min": 1, "max": 120, "step": 1,
@@ -150,7 +161,9 @@ class I2VGenXLConditioning:
     FUNCTION = "condition"
     CATEGORY = CATEGORY_CONDITIONING
     DESCRIPTION = ("Combines text, CLIP image embedding, image latent and fps into I2VGen-XL conditioning for "
-                   "the I2VGen-XL sampler (or KSampler) and creates the empty video latent.")
+                   "the I2VGen-XL sampler (or KSampler) and creates the empty video latent. One size per stage: "
+                   "when image_latent is connected the video takes its size (width/height here are ignored), so "
+                   "the image latent and the video always match; without it (MS-Image2Video) width/height set it.")
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None):
@@ -158,6 +171,7 @@ class I2VGenXLConditioning:
 
     def condition(self, width: int, height: int, length: int, fps: int, batch_size: int, positive=None,
                   negative=None, clip_vision_output=None, image_latent=None):
+        width, height = size_from_image_latent(image_latent, width, height)
         err = size_error(width, height)
         if err:
             raise ValueError(f"I2VGen-XL Conditioning: {err}")

@@ -24,12 +24,12 @@ function settingValue() {
 }
 
 let lastSent = null;
-async function syncSetting(force = false) {
+async function syncSetting(force = false, value = undefined) {
   const clientId = api.clientId ?? api.initialClientId;
   if (!clientId) {
     return;
   }
-  const animated = settingValue();
+  const animated = value === undefined ? settingValue() : value !== false;
   const key = `${clientId}:${animated}`;
   if (!force && key === lastSent) {
     return;
@@ -173,8 +173,9 @@ if (!alreadyRegistered()) {
           "ComfyUI's preview of the first frame.",
         type: "boolean",
         defaultValue: true,
-        onChange: () => {
-          syncSetting(true);
+        // called before the store holds the new value: send the value it is given
+        onChange: (value) => {
+          syncSetting(true, value);
         },
       },
     ],

@@ -1,0 +1,191 @@
+"""Cost of the animated every-frame preview on sampling, in ComfyUI's own sampling loop (CPU).
+
+Run with ComfyUI's Python:
+
+    COMFYUI_PATH=/path/to/ComfyUI /path/to/ComfyUI/python bench/preview_overhead.py [--frames 16 --size 32 --steps 10 --repeats 7]
+
+A tiny random I2VGen-XL UNet (the demo weights' configuration) samples a [1, 4, F, size, size] latent with
+``comfy.sample.sample`` and ``latent_preview.prepare_callback``, exactly as I2VGen-XL Sampler and KSampler do, in
+three modes, interleaved, ``repeats`` times each:
+
+* ``none``     -- ``--preview-method none``: no previews at all;
+* ``core``     -- ComfyUI's latent2rgb previewer (frame 0 only): what a client without the setting gets;
+* ``animated`` -- this pack's previewer: every frame as one sprite sheet per step (nodes/preview.py).
+
+A stand-in PromptServer receives what would go to the browser; a second thread encodes the images to JPEG as
+ComfyUI's event-loop thread does (quality 95), so the encoding competes for the CPU as in the server. Prints medians
+and the ratios animated/core and animated/none (the issue's bound: at most 1.02).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import os
+import queue
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def setup(comfy_root: str):
+    """Import ComfyUI (CPU) and this package the way ComfyUI loads custom nodes; the package module."""
+    sys.path.insert(0, comfy_root)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management  # noqa: F401
+
+    spec = importlib.util.spec_from_file_location("i2vgen_pkg", REPO / "__init__.py",
+                                                  submodule_search_locations=[str(REPO)])
+    pkg = importlib.util.module_from_spec(spec)
+    sys.modules["i2vgen_pkg"] = pkg
+    spec.loader.exec_module(pkg)
+    return pkg
+
+
+class StandInServer:
+    """What nodes/preview.py and the progress hook talk to: send_sync into a queue, JPEG-encoded on another thread."""
+
+    def __init__(self):
+        self.client_id = "bench"
+        self.last_node_id = "3"
+        self.last_prompt_id = "bench"
+        self.sockets_metadata = {"bench": {"feature_flags": {"supports_preview_metadata": True}}}
+        self.messages: queue.Queue = queue.Queue()
+        self.images = 0
+        self.events = 0
+        self.bytes = 0
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.put((event, data))
+
+    def _loop(self):
+        while True:
+            event, data = self.messages.get()
+            if event is None:
+                self.messages.task_done()
+                return
+            image = None
+            if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], tuple):
+                image = data[0]  # (("JPEG", PIL image, max size), metadata)
+            elif isinstance(data, tuple) and len(data) == 3:
+                image = data  # ("JPEG", PIL image, max size) from the progress hook
+            if image is not None:
+                from PIL import ImageOps
+
+                pil = image[1] if image[2] is None else ImageOps.contain(image[1], (image[2], image[2]))
+                buf = io.BytesIO()
+                pil.save(buf, format="JPEG", quality=95)
+                self.images += 1
+                self.bytes += buf.tell()
+            else:
+                json.dumps(data)
+                self.events += 1
+            self.messages.task_done()
+
+    def drain(self):
+        self.messages.join()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI folder ($COMFYUI_PATH)")
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--size", type=int, default=32, help="latent height and width (pixels / 8)")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    if not args.comfyui:
+        ap.error("set COMFYUI_PATH or pass --comfyui")
+    setup(args.comfyui)
+
+    import torch
+    import comfy.model_patcher
+    import comfy.sample
+    import comfy.utils
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod
+    from i2vgen_pkg.i2vgen_core.demo_weights import demo_unet
+    from i2vgen_pkg.nodes import preview
+    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel
+
+    torch.set_num_threads(args.threads)
+    stand_in = StandInServer()
+    # nodes/preview.py finds the server as server.PromptServer.instance; a stand-in module (no aiohttp app)
+    sys.modules["server"] = type(sys)("server")
+    sys.modules["server"].PromptServer = type("PromptServer", (), {"instance": stand_in})
+
+    def hook(value, total, preview_image, prompt_id=None, node_id=None):
+        if preview_image is not None:
+            stand_in.send_sync(2, preview_image)  # main.py: UNENCODED_PREVIEW_IMAGE
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    assert getattr(latent_preview.get_previewer, "_i2vgen_animated", False), "the preview hook is not installed"
+
+    unet = demo_unet("i2vgen_xl", 0)
+    model = I2VGenXLModel(unet, weight_dtype=torch.float32)
+    patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    h = w = args.size
+    lat = torch.randn(1, 4, h, w, generator=g)
+    emb = torch.randn(1, 1024, generator=g)
+    pos = [[torch.randn(1, 77, 1024, generator=g), {"i2vgen_image_embedding": emb, "i2vgen_image_latent": lat,
+                                                    "i2vgen_fps": 16}]]
+    neg = [[torch.randn(1, 77, 1024, generator=g), {"i2vgen_image_embedding": torch.zeros_like(emb),
+                                                    "i2vgen_image_latent": lat, "i2vgen_fps": 16}]]
+    latent = torch.zeros(1, 4, args.frames, h, w)
+    noise = comfy.sample.prepare_noise(latent, 0)
+
+    def run(mode: str) -> float:
+        comfy.cli_args.args.preview_method = (LatentPreviewMethod.NoPreviews if mode == "none"
+                                              else LatentPreviewMethod.Latent2RGB)
+        preview.SETTINGS.set("bench", mode == "animated")
+        stand_in.drain()
+        start = time.perf_counter()
+        callback = latent_preview.prepare_callback(patcher, args.steps)
+        comfy.sample.sample(patcher, noise, args.steps, 9.0, "ddim", "ddim_uniform", pos, neg, latent, seed=0,
+                            callback=callback, disable_pbar=True)
+        stand_in.drain()  # the images are encoded before the run counts as done
+        return time.perf_counter() - start
+
+    modes = ("none", "core", "animated")
+    run("animated")  # warm-up (first model load, allocator)
+    images_before = stand_in.images
+    run("animated")
+    sheets_per_run = stand_in.images - images_before
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    for r in range(args.repeats):
+        for mode in (modes if r % 2 == 0 else modes[::-1]):
+            times[mode].append(run(mode))
+            print(f"repeat {r + 1}/{args.repeats} {mode:8s} {times[mode][-1]:.3f}s", flush=True)
+    med = {m: statistics.median(v) for m, v in times.items()}
+    result = {
+        "frames": args.frames, "latent": [h, w], "steps": args.steps, "repeats": args.repeats,
+        "threads": args.threads, "torch": torch.__version__, "median_s": med,
+        "all_s": times, "sheets_per_run": sheets_per_run,
+        "ratio_animated_vs_core": med["animated"] / med["core"],
+        "ratio_animated_vs_none": med["animated"] / med["none"],
+    }
+    print(json.dumps(result, indent=1))
+    print(f"\nmedians over {args.repeats} runs of {args.steps} steps, {args.frames} frames at {h}x{w} latent: "
+          f"none {med['none']:.3f}s, core (frame 0) {med['core']:.3f}s, animated (all frames) {med['animated']:.3f}s"
+          f"\nanimated/core = {result['ratio_animated_vs_core']:.4f}, animated/none = "
+          f"{result['ratio_animated_vs_none']:.4f}; {sheets_per_run} sheets per run")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

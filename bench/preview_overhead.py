@@ -14,7 +14,8 @@ three modes, interleaved, ``repeats`` times each:
 
 A stand-in PromptServer receives what would go to the browser; a second thread encodes the images to JPEG as
 ComfyUI's event-loop thread does (quality 95), so the encoding competes for the CPU as in the server. Prints medians
-and the ratios animated/core and animated/none (the issue's bound: at most 1.02).
+and the ratios animated/core and animated/none (the issue's bound: at most 1.02), in wall time and in CPU time of the
+process (all threads; far less sensitive than wall time to other programs on a shared machine).
 """
 
 from __future__ import annotations
@@ -147,41 +148,74 @@ def main(argv=None) -> int:
     latent = torch.zeros(1, 4, args.frames, h, w)
     noise = comfy.sample.prepare_noise(latent, 0)
 
+    cpu: dict[str, list[float]] = {m: [] for m in ("none", "core", "animated")}
+
     def run(mode: str) -> float:
         comfy.cli_args.args.preview_method = (LatentPreviewMethod.NoPreviews if mode == "none"
                                               else LatentPreviewMethod.Latent2RGB)
         preview.SETTINGS.set("bench", mode == "animated")
         stand_in.drain()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         callback = latent_preview.prepare_callback(patcher, args.steps)
         comfy.sample.sample(patcher, noise, args.steps, 9.0, "ddim", "ddim_uniform", pos, neg, latent, seed=0,
                             callback=callback, disable_pbar=True)
         stand_in.drain()  # the images are encoded before the run counts as done
+        cpu[mode].append(time.process_time() - start_cpu)  # CPU seconds of all threads: robust on a busy machine
         return time.perf_counter() - start
+
+    # per-step cost of each previewer at the real sizes (sampling thread: latent -> image; loop thread: JPEG)
+    per_call = {}
+    for shape in ((1, 4, 16, 88, 160), (1, 4, 32, 90, 160)):
+        x0 = torch.randn(*shape, generator=g)
+        for mode in ("core", "animated"):
+            preview.SETTINGS.set("bench", mode == "animated")
+            comfy.cli_args.args.preview_method = LatentPreviewMethod.Latent2RGB
+            previewer = latent_preview.get_previewer(torch.device("cpu"), model.latent_format)
+            stand_in.drain()
+            t_cpu, t_wall = time.thread_time(), time.perf_counter()
+            for _ in range(20):
+                out = previewer.decode_latent_to_preview_image("JPEG", x0)
+                if out is not None:
+                    stand_in.send_sync(2, out)
+            sampling_ms = (time.thread_time() - t_cpu) / 20 * 1000
+            stand_in.drain()
+            per_call[f"{mode} {'x'.join(map(str, shape[2:]))}"] = {
+                "sampling_thread_cpu_ms": sampling_ms,
+                "wall_ms_incl_jpeg": (time.perf_counter() - t_wall) / 20 * 1000}
+    print(json.dumps(per_call, indent=1), flush=True)
 
     modes = ("none", "core", "animated")
     run("animated")  # warm-up (first model load, allocator)
     images_before = stand_in.images
     run("animated")
     sheets_per_run = stand_in.images - images_before
+    for values in cpu.values():
+        values.clear()
     times: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(args.repeats):
         for mode in (modes if r % 2 == 0 else modes[::-1]):
             times[mode].append(run(mode))
-            print(f"repeat {r + 1}/{args.repeats} {mode:8s} {times[mode][-1]:.3f}s", flush=True)
+            print(f"repeat {r + 1}/{args.repeats} {mode:8s} {times[mode][-1]:.3f}s wall, {cpu[mode][-1]:.3f}s CPU",
+                  flush=True)
     med = {m: statistics.median(v) for m, v in times.items()}
+    med_cpu = {m: statistics.median(v) for m, v in cpu.items()}
     result = {
         "frames": args.frames, "latent": [h, w], "steps": args.steps, "repeats": args.repeats,
         "threads": args.threads, "torch": torch.__version__, "median_s": med,
         "all_s": times, "sheets_per_run": sheets_per_run,
         "ratio_animated_vs_core": med["animated"] / med["core"],
         "ratio_animated_vs_none": med["animated"] / med["none"],
+        "per_call": per_call, "median_cpu_s": med_cpu, "all_cpu_s": cpu,
+        "cpu_ratio_animated_vs_core": med_cpu["animated"] / med_cpu["core"],
+        "cpu_ratio_animated_vs_none": med_cpu["animated"] / med_cpu["none"],
     }
     print(json.dumps(result, indent=1))
     print(f"\nmedians over {args.repeats} runs of {args.steps} steps, {args.frames} frames at {h}x{w} latent: "
           f"none {med['none']:.3f}s, core (frame 0) {med['core']:.3f}s, animated (all frames) {med['animated']:.3f}s"
           f"\nanimated/core = {result['ratio_animated_vs_core']:.4f}, animated/none = "
-          f"{result['ratio_animated_vs_none']:.4f}; {sheets_per_run} sheets per run")
+          f"{result['ratio_animated_vs_none']:.4f} (wall); CPU time: animated/core = "
+          f"{result['cpu_ratio_animated_vs_core']:.4f}, animated/none = {result['cpu_ratio_animated_vs_none']:.4f}; "
+          f"{sheets_per_run} sheets per run")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..i2vgen_core import preprocess as pre
+from ..i2vgen_core.model_files import download_hint, files_for
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
                      MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, encode_frames, intermediate_device,
                      single_image, size_error)
@@ -68,7 +69,8 @@ class I2VGenXLSemanticEncode:
         if embeds.ndim != 2 or embeds.shape[-1] != IMAGE_EMBED_DIM:
             raise ValueError(f"I2VGen-XL Semantic Encode: this CLIP vision model gives image embeddings of shape "
                              f"{tuple(embeds.shape)}, but I2VGen-XL needs the 1024-d projected embedding of OpenCLIP "
-                             f"ViT-H/14 (the hub's image_encoder, 'CLIP-ViT-H-14'). Load that in CLIP Vision Loader.")
+                             f"ViT-H/14 (the hub's image_encoder, 'CLIP-ViT-H-14'). Load that in CLIP Vision Loader; "
+                             f"to get it: {download_hint(files_for('clip_vision')[0])}.")
         return (out,)
 
 
@@ -107,7 +109,8 @@ class I2VGenXLDetailEncode:
         latent = vae.encode(pixels)
         if latent.ndim != 4 or latent.shape[1] != 4:
             raise ValueError(f"I2VGen-XL Detail Encode: the VAE returned a latent of shape {tuple(latent.shape)}; "
-                             f"I2VGen-XL needs the 4-channel SD2.1 image VAE")
+                             f"I2VGen-XL needs the 4-channel SD2.1 image VAE; to get it: "
+                             f"{download_hint(files_for('vae')[0])}")
         return ({"samples": latent.to(intermediate_device())},)
 
 

@@ -72,6 +72,25 @@ function missingHelp(node) {
   return [head, ...files.filter((f) => f.role === "unet").map(hintFor)];
 }
 
+// Split `text` at spaces into rows no wider than `width` (a word longer than that gets a row of its own).
+function wrap(ctx, text, width) {
+  const rows = [];
+  let row = "";
+  for (const word of String(text).split(" ")) {
+    const candidate = row ? `${row} ${word}` : word;
+    if (row && ctx.measureText(candidate).width > width) {
+      rows.push(row);
+      row = word;
+    } else {
+      row = candidate;
+    }
+  }
+  if (row) {
+    rows.push(row);
+  }
+  return rows;
+}
+
 function alreadyRegistered() {
   return Boolean(app.extensions?.some?.((extension) => extension.name === EXTENSION_NAME));
 }
@@ -102,7 +121,14 @@ if (!alreadyRegistered()) {
         ctx.font = "11px sans-serif";
         ctx.fillStyle = COLOR;
         ctx.textAlign = "left";
-        lines.forEach((line, i) => ctx.fillText(line, 4, this.size[1] + 14 + 13 * i));
+        // inside the node, under its widgets: grow the node to fit the wrapped lines
+        const rows = lines.flatMap((line) => wrap(ctx, line, this.size[0] - 12));
+        const top = this.computeSize?.()[1] ?? this.size[1];
+        const need = top + 6 + 13 * rows.length;
+        if (this.size[1] < need) {
+          this.setSize?.([this.size[0], need]);
+        }
+        rows.forEach((row, i) => ctx.fillText(row, 6, top + 13 * (i + 1)));
         ctx.restore();
         return result;
       };

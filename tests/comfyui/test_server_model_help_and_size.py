@@ -62,14 +62,14 @@ def test_preview_route(comfy_server):
 
 
 def test_conditioning_takes_its_size_from_the_image_latent(comfy_server):
-    """Detail Encode at 64x48 and Conditioning's own widgets at 128x96: the video latent is 64x48 (8x6 latent)."""
+    """Detail Encode at 96x64 and Conditioning's own widgets at 128x96: the video latent is 96x64 (12x8 latent)."""
     from safetensors.torch import load_file
 
     prompt = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": VAE}},
               "2": {"class_type": "EmptyImage", "inputs": {"width": 80, "height": 60, "batch_size": 1,
                                                            "color": 0x336699}},
-              "3": {"class_type": "I2VGenXLDetailEncode", "inputs": {"vae": ["1", 0], "image": ["2", 0], "width": 64,
-                                                                     "height": 48}},
+              "3": {"class_type": "I2VGenXLDetailEncode", "inputs": {"vae": ["1", 0], "image": ["2", 0], "width": 96,
+                                                                     "height": 64}},
               "4": {"class_type": "I2VGenXLConditioning", "inputs": {"width": 128, "height": 96, "length": 3, "fps": 8,
                                                                      "batch_size": 1, "image_latent": ["3", 0]}},
               "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 2], "filename_prefix": "one_size"}}}
@@ -77,4 +77,4 @@ def test_conditioning_takes_its_size_from_the_image_latent(comfy_server):
     assert result.status == "success", result.error
     item = result.executed["5"]["latents"][0]
     latent = load_file(str(comfy_server.output_dir / item["subfolder"] / item["filename"]))["latent_tensor"]
-    assert tuple(latent.shape) == (1, 4, 3, 6, 8), latent.shape
+    assert tuple(latent.shape) == (1, 4, 3, 8, 12), latent.shape

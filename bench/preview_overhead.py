@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--per-call-only", action="store_true", help="only the per-step cost of each previewer")
     args = ap.parse_args(argv)
     if not args.comfyui:
         ap.error("set COMFYUI_PATH or pass --comfyui")
@@ -165,7 +166,8 @@ def main(argv=None) -> int:
 
     # per-step cost of each previewer at the real sizes (sampling thread: latent -> image; loop thread: JPEG)
     per_call = {}
-    for shape in ((1, 4, 16, 88, 160), (1, 4, 32, 90, 160)):
+    calls = 20
+    for shape in ((1, 4, args.frames, h, w), (1, 4, 16, 88, 160), (1, 4, 32, 90, 160)):
         x0 = torch.randn(*shape, generator=g)
         for mode in ("core", "animated"):
             preview.SETTINGS.set("bench", mode == "animated")
@@ -173,16 +175,18 @@ def main(argv=None) -> int:
             previewer = latent_preview.get_previewer(torch.device("cpu"), model.latent_format)
             stand_in.drain()
             t_cpu, t_wall = time.thread_time(), time.perf_counter()
-            for _ in range(20):
+            for _ in range(calls):
                 out = previewer.decode_latent_to_preview_image("JPEG", x0)
                 if out is not None:
                     stand_in.send_sync(2, out)
-            sampling_ms = (time.thread_time() - t_cpu) / 20 * 1000
+            sampling_ms = (time.thread_time() - t_cpu) / calls * 1000
             stand_in.drain()
             per_call[f"{mode} {'x'.join(map(str, shape[2:]))}"] = {
                 "sampling_thread_cpu_ms": sampling_ms,
-                "wall_ms_incl_jpeg": (time.perf_counter() - t_wall) / 20 * 1000}
+                "wall_ms_incl_jpeg": (time.perf_counter() - t_wall) / calls * 1000}
     print(json.dumps(per_call, indent=1), flush=True)
+    if args.per_call_only:
+        return 0
 
     modes = ("none", "core", "animated")
     run("animated")  # warm-up (first model load, allocator)

@@ -97,6 +97,51 @@ class StandInServer:
         self.messages.join()
 
 
+def micro() -> dict:
+    """Per-step cost of the preview work alone, one thread, best of 5 x 50 calls (needs no ComfyUI): the sampling
+    thread's part (latent -> RGB -> uint8 image) for ComfyUI's frame-0 preview and for the sheet of every frame,
+    and the JPEG encoding that ComfyUI's event-loop thread does."""
+    import torch
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO))
+    from i2vgen_core.preview import SD_LATENT_RGB_FACTORS, latent_to_rgb, sprite_sheet
+
+    torch.set_num_threads(1)
+    weight = torch.tensor(SD_LATENT_RGB_FACTORS).transpose(0, 1)
+    out = {}
+    for shape in ((4, 16, 8, 8), (4, 16, 88, 160), (4, 32, 90, 160)):
+        x = torch.randn(1, *shape)
+        images = {}
+
+        def core():
+            rgb = torch.nn.functional.linear(x[0, :, 0].movedim(0, -1), weight)
+            images["core"] = Image.fromarray(((rgb + 1) / 2).clamp(0, 1).mul(255).to(torch.uint8).numpy())
+
+        def animated():
+            images["animated"] = Image.fromarray(sprite_sheet(latent_to_rgb(x[0]))[0].numpy())
+
+        def best_ms(fn) -> float:
+            best = float("inf")
+            for _ in range(5):
+                t = time.thread_time()
+                for _ in range(50):
+                    fn()
+                best = min(best, (time.thread_time() - t) / 50 * 1000)
+            return best
+
+        row = {"core_ms": best_ms(core), "animated_ms": best_ms(animated)}
+        for name in ("core", "animated"):
+            image = images[name]
+            if name == "core":  # ComfyUI fits its preview into --preview-size (512) before encoding
+                from PIL import ImageOps
+                image = ImageOps.contain(image, (512, 512))
+            row[f"{name}_jpeg_ms"] = best_ms(lambda: image.save(io.BytesIO(), format="JPEG", quality=95))
+            row[f"{name}_image"] = list(image.size)
+        out["x".join(map(str, shape[1:]))] = row
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"), help="ComfyUI folder ($COMFYUI_PATH)")
@@ -107,7 +152,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--per-call-only", action="store_true", help="only the per-step cost of each previewer")
+    ap.add_argument("--micro", action="store_true", help="only the per-step cost of the preview work (no ComfyUI)")
     args = ap.parse_args(argv)
+    if args.micro:
+        print(json.dumps(micro(), indent=1))
+        return 0
     if not args.comfyui:
         ap.error("set COMFYUI_PATH or pass --comfyui")
     setup(args.comfyui)
@@ -209,6 +258,12 @@ def main(argv=None) -> int:
         "all_s": times, "sheets_per_run": sheets_per_run,
         "ratio_animated_vs_core": med["animated"] / med["core"],
         "ratio_animated_vs_none": med["animated"] / med["none"],
+        "min_s": {m: min(v) for m, v in times.items()},
+        "min_ratio_animated_vs_core": min(times["animated"]) / min(times["core"]),
+        "min_ratio_animated_vs_none": min(times["animated"]) / min(times["none"]),
+        # each repeat runs the three modes back to back: ratios within a repeat cancel slow drifts of the load
+        "paired_median_animated_vs_core": statistics.median(a / c for a, c in zip(times["animated"], times["core"])),
+        "paired_median_animated_vs_none": statistics.median(a / n for a, n in zip(times["animated"], times["none"])),
         "per_call": per_call, "median_cpu_s": med_cpu, "all_cpu_s": cpu,
         "cpu_ratio_animated_vs_core": med_cpu["animated"] / med_cpu["core"],
         "cpu_ratio_animated_vs_none": med_cpu["animated"] / med_cpu["none"],
@@ -219,7 +274,10 @@ def main(argv=None) -> int:
           f"\nanimated/core = {result['ratio_animated_vs_core']:.4f}, animated/none = "
           f"{result['ratio_animated_vs_none']:.4f} (wall); CPU time: animated/core = "
           f"{result['cpu_ratio_animated_vs_core']:.4f}, animated/none = {result['cpu_ratio_animated_vs_none']:.4f}; "
-          f"{sheets_per_run} sheets per run")
+          f"{sheets_per_run} sheets per run\nminimum wall: animated/core = {result['min_ratio_animated_vs_core']:.4f}, "
+          f"animated/none = {result['min_ratio_animated_vs_none']:.4f}; median of per-repeat ratios: animated/core = "
+          f"{result['paired_median_animated_vs_core']:.4f}, animated/none = "
+          f"{result['paired_median_animated_vs_none']:.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -3,6 +3,7 @@
 Run with ComfyUI's Python:
 
     COMFYUI_PATH=/path/to/ComfyUI /path/to/ComfyUI/python bench/preview_overhead.py [--frames 16 --size 32 --steps 10 --repeats 7]
+    python bench/preview_overhead.py --micro     # only the per-step cost of the preview work, no ComfyUI needed
 
 A tiny random I2VGen-XL UNet (the demo weights' configuration) samples a [1, 4, F, size, size] latent with
 ``comfy.sample.sample`` and ``latent_preview.prepare_callback``, exactly as I2VGen-XL Sampler and KSampler do, in

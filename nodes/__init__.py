@@ -6,7 +6,7 @@ module of its own.
 
 from __future__ import annotations
 
-from . import encode, latent, loader, long_video, sampling, video
+from . import encode, latent, loader, long_video, model_help, preview, sampling, video
 
 _MODULES = (loader, encode, latent, sampling, video, long_video)
 
@@ -15,5 +15,9 @@ NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 for _module in _MODULES:
     NODE_CLASS_MAPPINGS.update(getattr(_module, "NODE_CLASS_MAPPINGS", {}))
     NODE_DISPLAY_NAME_MAPPINGS.update(getattr(_module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
+
+preview.install()  # animated previews of every frame (js/preview.js; opt-out setting "I2VGen-XL.AnimatedPreview")
+preview.register_routes()
+model_help.register_routes()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

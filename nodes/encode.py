@@ -7,6 +7,7 @@ import torch
 
 from ..i2vgen_core import preprocess as pre
 from ..i2vgen_core.frames import image_latent_frame
+from ..i2vgen_core.model_files import download_hint, files_for
 from ..i2vgen_core.sizes import pixel_size_error
 from .memory_ui import check_run
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
@@ -15,13 +16,23 @@ from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND
 
 
 
-def _size_inputs(width: int, height: int) -> dict:
+def _size_inputs(width: int, height: int, note: str = "") -> dict:
     return {
         "width": ("INT", {"default": width, "min": 64, "max": MAX_RESOLUTION, "step": 8,
-                          "tooltip": "Video width in pixels (multiple of 8)."}),
+                          "tooltip": "Video width in pixels (multiple of 8)." + note}),
         "height": ("INT", {"default": height, "min": 64, "max": MAX_RESOLUTION, "step": 8,
-                           "tooltip": "Video height in pixels (multiple of 8)."}),
+                           "tooltip": "Video height in pixels (multiple of 8)." + note}),
     }
+
+
+def size_from_image_latent(image_latent, width: int, height: int) -> tuple[int, int]:
+    """The one-size rule: with an image latent connected, the video has its size; else the width/height given."""
+    if image_latent is None:
+        return int(width), int(height)
+    lat = image_latent["samples"] if isinstance(image_latent, dict) else None
+    if not isinstance(lat, torch.Tensor) or lat.ndim not in (4, 5):
+        return int(width), int(height)  # the shape check in condition() reports it
+    return int(lat.shape[-1]) * 8, int(lat.shape[-2]) * 8
 
 
 class I2VGenXLSemanticEncode:
@@ -61,7 +72,8 @@ class I2VGenXLSemanticEncode:
         if embeds.ndim != 2 or embeds.shape[-1] != IMAGE_EMBED_DIM:
             raise ValueError(f"I2VGen-XL Semantic Encode: this CLIP vision model gives image embeddings of shape "
                              f"{tuple(embeds.shape)}, but I2VGen-XL needs the 1024-d projected embedding of OpenCLIP "
-                             f"ViT-H/14 (the hub's image_encoder, 'CLIP-ViT-H-14'). Load that in CLIP Vision Loader.")
+                             f"ViT-H/14 (the hub's image_encoder, 'CLIP-ViT-H-14'). Load that in CLIP Vision Loader; "
+                             f"to get it: {download_hint(files_for('clip_vision')[0])}.")
         return (out,)
 
 
@@ -98,7 +110,8 @@ class I2VGenXLDetailEncode:
         latent = vae.encode(pixels)
         if latent.ndim != 4 or latent.shape[1] != 4:
             raise ValueError(f"I2VGen-XL Detail Encode: the VAE returned a latent of shape {tuple(latent.shape)}; "
-                             f"I2VGen-XL needs the 4-channel SD2.1 image VAE")
+                             f"I2VGen-XL needs the 4-channel SD2.1 image VAE; to get it: "
+                             f"{download_hint(files_for('vae')[0])}")
         return ({"samples": latent.to(intermediate_device())},)
 
 
@@ -122,7 +135,8 @@ class I2VGenXLConditioning:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                **_size_inputs(1280, 704),
+                **_size_inputs(1280, 704, " Ignored when image_latent is connected: the video then takes the image "
+                                          "latent's size (set it once, on I2VGen-XL Detail Encode)."),
                 "length": ("INT", {"default": 16, "min": 1, "max": 1024, "step": 1,
                                    "tooltip": "Number of frames (16 for I2VGen-XL, 32 for MS-Image2Video)."}),
                 "fps": ("INT", {"default": 16, "min": 1, "max": 120, "step": 1,
@@ -151,7 +165,9 @@ class I2VGenXLConditioning:
     FUNCTION = "condition"
     CATEGORY = CATEGORY_CONDITIONING
     DESCRIPTION = ("Combines text, CLIP image embedding, image latent and fps into I2VGen-XL conditioning for "
-                   "the I2VGen-XL sampler (or KSampler) and creates the empty video latent.")
+                   "the I2VGen-XL sampler (or KSampler) and creates the empty video latent. One size per stage: "
+                   "when image_latent is connected the video takes its size (width/height here are ignored), so "
+                   "the image latent and the video always match; without it (MS-Image2Video) width/height set it.")
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None):
@@ -159,6 +175,7 @@ class I2VGenXLConditioning:
 
     def condition(self, width: int, height: int, length: int, fps: int, batch_size: int, positive=None,
                   negative=None, clip_vision_output=None, image_latent=None):
+        width, height = size_from_image_latent(image_latent, width, height)
         check_pixel_size("I2VGen-XL Conditioning", width, height)
         if length < 1:
             raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
@@ -184,10 +201,6 @@ class I2VGenXLConditioning:
             if lat.ndim != 4 or lat.shape[1] != 4:
                 raise ValueError(f"I2VGen-XL Conditioning: image_latent has shape {tuple(lat.shape)}; expected the "
                                  f"[1, 4, h, w] output of I2VGen-XL Detail Encode")
-            if tuple(lat.shape[-2:]) != (h, w):
-                raise ValueError(f"I2VGen-XL Conditioning: image_latent is {lat.shape[-1] * 8}x{lat.shape[-2] * 8}px "
-                                 f"but the video is {width}x{height}px; set the same width and height on I2VGen-XL "
-                                 f"Detail Encode")
             lat = lat[:1].float().cpu()
             pos_values[COND_IMAGE_LATENT] = lat
             neg_values[COND_IMAGE_LATENT] = lat

@@ -16,6 +16,7 @@ from ..i2vgen_core import CheckpointError
 from ..i2vgen_core.attention import BACKENDS
 from ..i2vgen_core.config import VARIANT_NAMES
 from ..i2vgen_core.files import resolve_inside
+from ..i2vgen_core.model_files import missing_unet_message
 from .comfy_model import I2VGenXLModel, load_comfy_unet
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ def resolve_unet_path(name: str) -> str:
             path = None
         if path is not None:
             return str(resolve_inside(path, roots))
-    raise FileNotFoundError(f"'{name}' was not found in ComfyUI/models/{I2VGEN_FOLDER} or "
-                            f"ComfyUI/models/diffusion_models; put the UNet checkpoint there and refresh the page.")
+    raise FileNotFoundError(missing_unet_message(name))
 
 
 def peek_checkpoint(path: str) -> tuple[int, torch.dtype | None]:
@@ -181,6 +181,13 @@ class I2VGenXLModelLoader:
                                "a working Triton/C++ toolchain; leave disabled if unsure."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, unet_name):
+        """The file must be listed; if not, say which file to download, from where and into which folder."""
+        from .model_help import unet_name_problem
+
+        return unet_name_problem(unet_name, list_unet_files()) or True
 
     def load(self, unet_name: str, weight_dtype: str = "auto", attention: str = "auto",
              fused_projections: bool = True, channels_last: bool = False, compile: str = "disabled",

@@ -14,6 +14,7 @@ The UI format needs each node's widget order, which only ComfyUI knows: it is re
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import urllib.request
@@ -26,6 +27,22 @@ HERE = Path(__file__).resolve().parent
 INPUTS = HERE / "inputs"
 EXAMPLE_IMAGE = "i2vgen_example.png"
 EXAMPLE_VIDEO = "i2vgen_example.mp4"
+
+
+def _model_files():
+    """i2vgen_core/model_files.py, loaded by path (no torch needed): the one table of model files."""
+    spec = importlib.util.spec_from_file_location("_i2vgen_model_files", HERE.parent / "i2vgen_core" / "model_files.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+MODEL_FILES = _model_files()
+#: Loader nodes and the widget holding their file: they carry ComfyUI's properties.models (name, url, directory),
+#: so that opening a workflow without the files offers the downloads (ComfyUI's missing-models dialog).
+MODEL_WIDGETS = {"I2VGenXLModelLoader": "unet_name", "CLIPLoader": "clip_name", "CLIPVisionLoader": "clip_name",
+                 "VAELoader": "vae_name"}
 
 UNET_I2VGEN_DIFFUSERS = "i2vgen_xl.fp16.safetensors"
 UNET_I2VGEN_VGEN = "i2vgen_xl_00854500.pth"
@@ -393,6 +410,8 @@ def to_ui(graph: Graph, object_info: dict) -> dict:
         node = {"id": n.id, "type": n.class_type, "pos": [60 + 400 * col, y], "size": [340, height], "flags": {},
                 "order": order[n.id], "mode": 0, "inputs": inputs, "outputs": outputs,
                 "properties": {"Node name for S&R": n.class_type}, "widgets_values": widgets}
+        if n.class_type in MODEL_WIDGETS:
+            node["properties"]["models"] = MODEL_FILES.workflow_models([n.values[MODEL_WIDGETS[n.class_type]]])
         if n.title:
             node["title"] = n.title
         ui_nodes.append(node)

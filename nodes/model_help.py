@@ -1,0 +1,34 @@
+"""Missing-model help: which file to get, from which public repository, into which ComfyUI/models/ folder.
+
+Data from i2vgen_core.model_files (the one table); GET /i2vgen-xl/model_files serves it to js/model_help.js, which
+shows it on loader nodes whose file list is empty or whose chosen file is missing, before a run.
+"""
+
+from __future__ import annotations
+
+from ..i2vgen_core.model_files import MODEL_FILES, VARIANT_LABELS, missing_unet_message
+
+ROUTE = "/i2vgen-xl/model_files"
+
+
+def unet_name_problem(name, available: list[str]) -> str | None:
+    """The loader's validation: None when `name` is listed, else what to download and where."""
+    if isinstance(name, str) and name in available:
+        return None
+    return missing_unet_message(name if isinstance(name, str) and name else None)
+
+
+def register_routes() -> None:
+    """GET /i2vgen-xl/model_files: the table as JSON."""
+    try:
+        import server as comfy_server
+        from aiohttp import web
+    except ImportError:
+        return
+    instance = getattr(comfy_server.PromptServer, "instance", None)
+    if instance is None:
+        return
+
+    @instance.routes.get(ROUTE)
+    async def model_files(request):
+        return web.json_response({"files": [f.as_dict() for f in MODEL_FILES], "variants": VARIANT_LABELS})

@@ -1,0 +1,80 @@
+"""Issue 11 on a real ComfyUI server: missing-model messages, the model-file route, the preview route and the one-size
+rule of I2VGen-XL Conditioning."""
+
+from __future__ import annotations
+
+import pytest
+
+from i2vgen_core.model_files import MODEL_FILES
+
+pytestmark = pytest.mark.comfyui
+
+VAE = "i2vgen_xl_vae.fp16.safetensors"
+
+
+def _rejection(server, prompt: dict) -> str:
+    try:
+        server.client.queue(prompt)
+    except Exception as err:  # PromptRejected (conftest)
+        if type(err).__name__ != "PromptRejected":
+            raise
+        return err.messages()
+    pytest.fail("the prompt was accepted")
+
+
+@pytest.mark.parametrize("name, repo", [("non_ema_0035000_missing.pth", None),
+                                        ("base_03_alldata_fps_v_80g_0789000.pth", "ali-vilab/MS-Image2Video")])
+def test_missing_unet_says_what_to_get_and_where(comfy_server, name, repo):
+    """A loader file the server lacks is rejected before running, naming repository, file and models/ folder."""
+    listed = comfy_server.client.get("/object_info/I2VGenXLModelLoader")["I2VGenXLModelLoader"]
+    choices = listed["input"]["required"]["unet_name"][0]
+    if name in choices:  # the demo set has every real name; hide one by asking for a name in another folder
+        name = "elsewhere/" + name
+    prompt = {"1": {"class_type": "I2VGenXLModelLoader",
+                    "inputs": {"unet_name": name, "weight_dtype": "auto", "attention": "auto"}},
+              "2": {"class_type": "I2VGenXLConditioning",
+                    "inputs": {"width": 64, "height": 64, "length": 2, "fps": 8, "batch_size": 1}},
+              "3": {"class_type": "KSampler", "inputs": {
+                  "model": ["1", 0], "positive": ["2", 0], "negative": ["2", 1], "latent_image": ["2", 2], "seed": 0,
+                  "steps": 1, "cfg": 1.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+              "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "x"}}}
+    msg = _rejection(comfy_server, prompt)
+    assert "huggingface.co/ali-vilab/" in msg and "ComfyUI/models/diffusion_models/" in msg, msg
+    if repo:
+        assert repo in msg, msg
+    else:  # unknown name: every UNet of the family is offered
+        for r in ("ali-vilab/i2vgen-xl", "ali-vilab/MS-Image2Video", "ali-vilab/MS-Vid2Vid-XL"):
+            assert r in msg, msg
+
+
+def test_model_files_route_serves_the_table(comfy_server):
+    got = comfy_server.client.get("/i2vgen-xl/model_files")["files"]
+    assert [(f["name"], f["url"], f["folder"]) for f in got] == [(f.name, f.url, f.folder) for f in MODEL_FILES]
+
+
+def test_preview_route(comfy_server):
+    info = comfy_server.client.get("/i2vgen-xl/preview")
+    assert info["setting"] == "I2VGen-XL.AnimatedPreview" and info["server_switch_off"] is False
+    status, body = comfy_server.client.post("/i2vgen-xl/preview", {"animated": True})
+    assert status == 400 and "client_id" in body["error"]
+    status, body = comfy_server.client.post("/i2vgen-xl/preview", {"client_id": "someone", "animated": False})
+    assert status == 200 and body["animated"] is False
+
+
+def test_conditioning_takes_its_size_from_the_image_latent(comfy_server):
+    """Detail Encode at 96x64 and Conditioning's own widgets at 128x96: the video latent is 96x64 (12x8 latent)."""
+    from safetensors.torch import load_file
+
+    prompt = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": VAE}},
+              "2": {"class_type": "EmptyImage", "inputs": {"width": 80, "height": 60, "batch_size": 1,
+                                                           "color": 0x336699}},
+              "3": {"class_type": "I2VGenXLDetailEncode", "inputs": {"vae": ["1", 0], "image": ["2", 0], "width": 96,
+                                                                     "height": 64}},
+              "4": {"class_type": "I2VGenXLConditioning", "inputs": {"width": 128, "height": 96, "length": 3, "fps": 8,
+                                                                     "batch_size": 1, "image_latent": ["3", 0]}},
+              "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 2], "filename_prefix": "one_size"}}}
+    result = comfy_server.client.run(prompt, timeout=900)
+    assert result.status == "success", result.error
+    item = result.executed["5"]["latents"][0]
+    latent = load_file(str(comfy_server.output_dir / item["subfolder"] / item["filename"]))["latent_tensor"]
+    assert tuple(latent.shape) == (1, 4, 3, 8, 12), latent.shape

@@ -400,7 +400,7 @@ def _torch_load(path: Path, label: str, mmap: bool):
 # ------------------------------------------------------------------------------------------------ tensors
 #: diffusers config.json fields that must agree with what the tensors say
 _CONFIG_JSON_FIELDS = {"in_channels": lambda c: c.in_channels, "out_channels": lambda c: c.out_channels,
-                       "block_out_channels": lambda c: list(c.level_channels),
+                       "block_out_channels": lambda c: list(c.block_channels),
                        "layers_per_block": lambda c: c.num_res_blocks,
                        "cross_attention_dim": lambda c: c.context_dim}
 

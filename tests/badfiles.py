@@ -19,7 +19,7 @@ from i2vgen_core import CheckpointError, export_state_dict, load_unet
 from i2vgen_core.checkpoint import diffusers_config
 
 #: a two-level tiny network (1.7M parameters): small files, fast loads
-SMALL = dict(channel_mult=(1, 2), num_res_blocks=1, attention_levels=(True, False), context_dim=32,
+SMALL = dict(block_channels=(32, 64), num_res_blocks=1, attention_levels=(True, False), context_dim=32,
              image_embedding_dim=32)
 #: what a CheckpointError must tell the user to do (one of these words)
 ACTIONS = ("download", "convert", "pick", "point", "move", "fix", "check", "delete", "re-save", "put the", "fetch")

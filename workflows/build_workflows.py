@@ -87,7 +87,8 @@ class Graph:
 
 
 # the loader's optional speed levers, at their defaults (explicit so the UI files carry every widget value)
-LOADER_SPEED_DEFAULTS = {"fused_projections": True, "channels_last": False, "compile": "disabled"}
+LOADER_SPEED_DEFAULTS = {"fused_projections": True, "channels_last": False, "compile": "disabled",
+                         "fused_kernels": False, "fp8_compute": False}
 # the refine sampler's optional context windows, off (explicit for the same reason)
 NO_CONTEXT_WINDOWS = {"context_frames": 0, "context_overlap": 8}
 

@@ -18,7 +18,7 @@ import stat
 import struct
 import zipfile
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import torch
 
@@ -37,20 +37,6 @@ MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (pre-zip) torch.save file
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
                      "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin")
-
-
-# ------------------------------------------------------------------------------------------------ paths
-def resolve_inside(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> Path:
-    """`path` if it (links followed) lies inside one of `roots`; a CheckpointError naming the escape otherwise."""
-    roots = [str(r) for r in roots]
-    real = Path(os.path.realpath(path))
-    for root in roots:
-        top = Path(os.path.realpath(root))
-        if real == top or top in real.parents:
-            return Path(path)
-    raise CheckpointError(f"{Path(path).name} resolves to {real}, outside the model folders ({', '.join(roots)}); "
-                          f"models are only read from inside them: move the file into one of these folders (or add "
-                          f"its folder to ComfyUI's extra_model_paths.yaml) instead of linking to it")
 
 
 # ------------------------------------------------------------------------------------------------ entry point

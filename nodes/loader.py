@@ -15,7 +15,6 @@ import folder_paths
 from ..i2vgen_core import CheckpointError
 from ..i2vgen_core.attention import BACKENDS
 from ..i2vgen_core.config import VARIANT_NAMES
-from ..i2vgen_core.files import resolve_inside
 from ..i2vgen_core.model_files import missing_unet_message
 from .comfy_model import I2VGenXLModel, load_comfy_unet
 
@@ -68,16 +67,16 @@ def list_unet_files() -> list[str]:
 
 
 def resolve_unet_path(name: str) -> str:
-    """Full path of a listed file, looked up in the i2vgen folder first; links leaving the model folders are
-    refused."""
-    roots = [p for folder in SEARCH_FOLDERS for p in folder_paths.folder_names_and_paths.get(folder, ([],))[0]]
+    """Full path of a listed file, looked up in the i2vgen folder first. Names come from ComfyUI's file list (a name
+    with ../ or an absolute path fails its validation); a listed file may be a link (e.g. into a Hugging Face cache),
+    as ComfyUI's own loaders allow."""
     for folder in SEARCH_FOLDERS:
         try:
             path = folder_paths.get_full_path(folder, name)
         except KeyError:
             path = None
         if path is not None:
-            return str(resolve_inside(path, roots))
+            return path
     raise FileNotFoundError(missing_unet_message(name))
 
 

@@ -113,9 +113,10 @@ class I2VGenXLExtend:
             image_latent = {"samples": last.clone()}
         else:
             (image_latent,) = I2VGenXLDetailEncode().encode(vae, frame, width, height)
-        pos, neg, empty = I2VGenXLConditioning().condition(width, height, int(length), int(fps), 1, positive=positive,
-                                                           negative=negative, clip_vision_output=clip_out,
-                                                           image_latent=image_latent)
+        conditioned = I2VGenXLConditioning().condition(width, height, int(length), int(fps), 1, positive=positive,
+                                                       negative=negative, clip_vision_output=clip_out,
+                                                       image_latent=image_latent)
+        pos, neg, empty = conditioned["result"]  # the node also returns its memory estimate as UI text
         (new,) = I2VGenXLSampler().sample(model, pos, neg, empty, seed, steps, cfg, sampler_name, scheduler)
         clip = new["samples"].to(x.device)
         first = int(samples.get(FIRST_CLIP_KEY) or min(x.shape[2], int(length)))

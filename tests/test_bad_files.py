@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import resource
 import subprocess
 import sys
 import zipfile
@@ -19,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2vgen_core import CheckpointError, export_state_dict, load_unet
-from i2vgen_core.files import nonfinite, resolve_inside
+from i2vgen_core import export_state_dict
+from i2vgen_core.files import nonfinite
 
 from badfiles import (SMALL, FakeStorage, FakeTensor, attempt, fake_pickle, good_files, same_weights, st_bytes,
                       st_join, st_split, torch_legacy, torch_zip, zip_rewrite)
@@ -522,16 +521,6 @@ def test_links_and_special_files(good, unet, tmp_path):
     (models / "dangling.safetensors").symlink_to(outside / "gone.safetensors")
     (models / "loop.safetensors").symlink_to(models / "loop.safetensors")
     (models / "dirlink").symlink_to(outside)
-
-    assert resolve_inside(models / "inside.safetensors", [models]) == models / "inside.safetensors"
-    assert resolve_inside(models / "sub" / "ok.safetensors", [models, outside.parent / "nowhere"])
-    for escaping in (models / "leaving.safetensors", models / "dirlink" / "real.safetensors",
-                     models / ".." / "outside" / "real.safetensors", Path("/etc/passwd")):
-        with pytest.raises(CheckpointError, match="outside the model folders") as err:
-            resolve_inside(escaping, [models])
-        assert escaping.name in str(err.value) and "move the file" in str(err.value)
-    # a second root makes the same file acceptable (extra_model_paths.yaml)
-    assert resolve_inside(models / "leaving.safetensors", [models, outside])
 
     # the core loader takes any path it is given; broken links and special files are clear errors
     assert attempt(models / "leaving.safetensors")[0] == "loaded"

@@ -301,9 +301,9 @@ def loader_builds_from_comfy_ops_and_reports_bad_choices():
 
 
 @check
-def loader_refuses_links_leaving_the_model_folders():
-    """A file name resolving outside the model folders (a symlink placed there) is refused before reading; broken
-    files are reported naming the file and what to do."""
+def loader_loads_linked_files_and_names_broken_ones():
+    """A listed file that links elsewhere (e.g. into a Hugging Face cache) loads, as with ComfyUI's own loaders;
+    broken files are reported naming the file and what to do."""
     import os
     import tempfile
     import folder_paths
@@ -321,8 +321,9 @@ def loader_refuses_links_leaving_the_model_folders():
         f.write((2 ** 40).to_bytes(8, "little") + b"{}")
     messages = {}
     try:
-        for name, words in (("linked_out.safetensors", "outside the model folders"),
-                            ("broken.safetensors", "download it again")):
+        (mp,) = I2VGenXLModelLoader().load("linked_out.safetensors", "fp16", "auto")
+        messages["linked_out.safetensors"] = f"loaded as {mp.model.i2vgen_variant}"
+        for name, words in (("broken.safetensors", "download it again"),):
             try:
                 I2VGenXLModelLoader().load(name, "fp16", "auto")
                 raise AssertionError(f"{name} should be refused")

@@ -70,6 +70,20 @@ function describePreviews(ids) {
   return out;
 }
 
+// In the page: the memory-estimate lines js/estimate.js keeps and draws under a node.
+function describeEstimates(ids) {
+  const out = {};
+  for (const id of ids) {
+    const node = window.app.graph.getNodeById(Number(id)) ?? window.app.graph.getNodeById(id);
+    const texts = [];
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.fillText = (t) => texts.push(String(t));
+    node?.onDrawForeground?.(ctx, window.app.canvas);
+    out[id] = { type: node?.type ?? null, lines: node?.i2vgenMemoryText ?? null, drawn: texts };
+  }
+  return out;
+}
+
 async function runOnce(page, seed, timeout) {
   await page.evaluate(async (seed) => {
     window.__i2vgenRec.done.length = 0;
@@ -138,6 +152,9 @@ async function main() {
         .catch((err) => { report.widget_screenshot_error = String(err); });
     }
 
+    // 1b. the memory estimate drawn under the conditioning node and the refine sampler after the run
+    report.estimates = await page.evaluate(describeEstimates, config.estimate_nodes ?? []);
+
     // 2. opt-out: the setting off gives ComfyUI's own (first-frame) preview and no sheets
     const posted = page.waitForResponse((r) => r.url().includes("/i2vgen-xl/preview") &&
       r.request().method() === "POST" && JSON.parse(r.request().postData() ?? "{}").animated === false);
@@ -194,6 +211,27 @@ async function main() {
       }
       return out;
     });
+
+    // 5. a run larger than the device's free memory: the conditioning node warns, naming what to change
+    if (config.warning_prompt) {
+      await page.evaluate(async (prompt) => { await window.app.loadApiJson(prompt, "i2vgen_memory_warning"); },
+                          config.warning_prompt);
+      await page.waitForTimeout(500);
+      await closeDialogs(page);
+      await page.evaluate(startRecording);
+      await runOnce(page, 13, timeout);
+      report.warning_run = await page.evaluate(() => JSON.parse(JSON.stringify(window.__i2vgenRec.done)));
+      report.warning_estimates = await page.evaluate(describeEstimates, ["1"]);
+      await page.evaluate(() => {
+        const node = window.app.graph.getNodeById(1);
+        window.app.canvas.ds.scale = 1.0;
+        window.app.canvas.ds.offset = [-node.pos[0] + 40, -node.pos[1] + 60];
+        window.app.canvas.setDirty(true, true);
+        window.app.canvas.draw(true, true);
+      });
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: path.join(config.screenshot_dir, "memory_warning_on_node.png") });
+    }
   } catch (err) {
     report.fatal = String(err?.stack ?? err);
   } finally {

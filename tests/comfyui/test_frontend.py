@@ -298,7 +298,7 @@ def test_templates_are_listed(comfy_server, pack_name):
     names = templates[pack_name]
     assert not [n for n in names if n.endswith(".api")], f"API-format files are listed as templates: {names}"
     assert sorted(names) == [p.stem for p in UI_WORKFLOWS], names
-    assert len(names) == 4, names
+    assert len(names) == 5, names
     for name in names:
         url = f"{comfy_server.client.base}/api/workflow_templates/{pack_name}/{name}.json"
         with urllib.request.urlopen(url, timeout=30) as r:

@@ -54,6 +54,14 @@ def preview_prompt() -> dict:
     }
 
 
+def warning_prompt() -> dict:
+    """I2VGen-XL Conditioning set up for 1280x704 x 48 frames: its estimate exceeds the CPU server's free memory
+    (about 30 GiB) but its smallest form fits the device, so it runs and warns (fps 17: not cached elsewhere)."""
+    return {"1": {"class_type": "I2VGenXLConditioning",
+                  "inputs": {"width": 1280, "height": 704, "length": 48, "fps": 17, "batch_size": 1}},
+            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 2]}}}
+
+
 @pytest.fixture(scope="module")
 def report(comfyui_install, browser_tools, comfy_server, tmp_path_factory) -> dict:  # noqa: F811
     work = tmp_path_factory.mktemp("previews")
@@ -61,7 +69,8 @@ def report(comfyui_install, browser_tools, comfy_server, tmp_path_factory) -> di
     prompt = preview_prompt()
     config = {"url": comfy_server.client.base, "out": str(work / "report.json"), "chromium": browser_tools["chromium"],
               "screenshot_dir": str(shots), "prompt": prompt, "samplers": ["3", "4"], "frames": FRAMES,
-              "workflow": str(WORKFLOW), "timeout_ms": 1_200_000}
+              "workflow": str(WORKFLOW), "timeout_ms": 1_200_000, "estimate_nodes": ["2", "3"],
+              "warning_prompt": warning_prompt()}
     (work / "config.json").write_text(json.dumps(config))
     try:
         proc = subprocess.run([browser_tools["node"], str(SCRIPT), str(work / "config.json")], cwd=HERE,
@@ -164,3 +173,25 @@ def test_conditioning_takes_the_detail_encode_size(report):
     for r in linked:
         assert r["rule"]["text"].startswith("size from image_latent: ") and r["rule"]["text"] in r["texts"], r
         assert r["disabled"] == [True, True], r
+
+
+def test_memory_estimate_is_drawn_under_the_nodes(report):
+    """js/estimate.js draws the Python estimate under I2VGen-XL Conditioning and the Refine Sampler after a run."""
+    for node in ("2", "3"):
+        got = report["estimates"][node]
+        assert got["lines"] and "Estimated peak" in got["lines"][0] and "GiB" in got["lines"][0], got
+        drawn = " ".join(got["drawn"])
+        assert "Estimated peak" in drawn and "GiB" in drawn, got
+        print(f"[estimate] node {node} ({got['type']}): {got['lines']}")
+
+
+def test_memory_warning_is_drawn_with_what_to_change(report):
+    assert report["warning_run"] and report["warning_run"][0]["kind"] == "execution_success", report["warning_run"]
+    got = report["warning_estimates"]["1"]
+    warning = [line for line in (got["lines"] or []) if line.startswith("WARNING")]
+    assert warning, got
+    drawn = " ".join(got["drawn"])
+    for word in ("WARNING", "fp8", "fewer frames", "tile"):
+        assert word in drawn, (word, got)
+    assert any(p.endswith("memory_warning_on_node.png") for p in report["screenshots"])
+    print(f"[estimate] warning drawn on the node: {warning[0][:200]}")

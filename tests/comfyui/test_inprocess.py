@@ -21,7 +21,7 @@ CHECKS = (
     "lora_keys_and_weight_patches_reach_the_unet",
     "fp8_storage_computes_like_fp8_rounded_weights",
     "loader_builds_from_comfy_ops_and_reports_bad_choices",
-    "loader_refuses_links_leaving_the_model_folders",
+    "loader_loads_linked_files_and_names_broken_ones",
     "memory_manager_loads_and_frees_the_model",
     "every_video_node_rejects_image_latents",
 )

@@ -43,7 +43,7 @@ def test_loader_lists_demo_unets(object_info, comfy_server):
     assert choices, "the loader offers no files although demo weights are in the i2vgen folder"
     spec = object_info["I2VGenXLModelLoader"]["input"]["required"]
     assert spec["weight_dtype"][0] == ["auto", "fp16", "bf16", "fp32", "fp8_e4m3fn", "fp8_e5m2"]
-    assert spec["attention"][0] == ["auto", "sdpa", "xformers", "chunked"]
+    assert spec["attention"][0] == ["auto", "sdpa", "xformers", "chunked", "bmm", "flex", "sage"]
 
 
 def test_sampler_defaults_follow_the_papers(object_info):

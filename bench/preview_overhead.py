@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     from comfy.cli_args import LatentPreviewMethod
     from i2vgen_pkg.i2vgen_core.demo_weights import demo_unet
     from i2vgen_pkg.nodes import preview
-    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel
+    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel, load_comfy_unet
 
     torch.set_num_threads(args.threads)
     stand_in = StandInServer()
@@ -185,7 +185,9 @@ def main(argv=None) -> int:
     comfy.utils.set_progress_bar_global_hook(hook)
     assert getattr(latent_preview.get_previewer, "_i2vgen_animated", False), "the preview hook is not installed"
 
-    unet = demo_unet("i2vgen_xl", 0)
+    core = demo_unet("i2vgen_xl", 0)
+    unet = load_comfy_unet(core.state_dict(), dtype=torch.float32, device="cpu", load_device=torch.device("cpu"),
+                           config=core.config)
     model = I2VGenXLModel(unet, weight_dtype=torch.float32)
     patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
     g = torch.Generator().manual_seed(0)

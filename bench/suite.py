@@ -290,9 +290,13 @@ def comfyui_path(suite: Suite, levers: str) -> None:
 
     config = a.config("i2vgen_xl")
     torch.manual_seed(0)
+    import comfy.ops
     from i2vgen_pkg.i2vgen_core import build_unet
+    from i2vgen_pkg.nodes.comfy_model import ComfyI2VGenUNet
 
-    unet = build_unet(config, device="meta").to_empty(device=a.device)
+    # the ComfyUI network, built as the loader builds it: ComfyUI's layer classes, the ComfyUI subclass
+    operations = comfy.ops.pick_operations(a.dtype, None, load_device=torch.device(a.device))
+    unet = build_unet(config, device="meta", ops=operations, network=ComfyI2VGenUNet).to_empty(device=a.device)
     with torch.no_grad():
         for p in unet.parameters():
             p.normal_(0, 0.02)

@@ -256,9 +256,12 @@ def tiny_i2vgen_model():
     import torch
     import comfy.model_patcher
     from i2vgen_pkg.i2vgen_core.demo_weights import demo_unet
-    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel
+    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel, load_comfy_unet
 
-    model = I2VGenXLModel(demo_unet("i2vgen_xl", 0), weight_dtype=torch.float32)
+    core = demo_unet("i2vgen_xl", 0)
+    unet = load_comfy_unet(core.state_dict(), dtype=torch.float32, device="cpu", load_device=torch.device("cpu"),
+                           config=core.config)
+    model = I2VGenXLModel(unet, weight_dtype=torch.float32)
     return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
 
 

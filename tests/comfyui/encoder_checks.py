@@ -235,7 +235,7 @@ def comfy_text(clip_name: str, prompt: str, clip=None):
     cond = n.CLIPTextEncode().encode(clip, prompt)[0]
     enc = pack_nodes()
     positive, _neg, _lat = enc.I2VGenXLConditioning().condition(width=64, height=64, length=2, fps=16, batch_size=1,
-                                                                positive=cond)
+                                                                positive=cond)["result"]
     return clip, positive[0]
 
 
@@ -246,7 +246,7 @@ def comfy_image_embeds(clip_vision, image_name: str):
     enc = pack_nodes()
     out = enc.I2VGenXLSemanticEncode().encode(clip_vision, image)[0]
     positive, negative, _lat = enc.I2VGenXLConditioning().condition(width=64, height=64, length=2, fps=16,
-                                                                    batch_size=1, clip_vision_output=out)
+                                                                    batch_size=1, clip_vision_output=out)["result"]
     assert float(negative[0][1]["i2vgen_image_embedding"].abs().max()) == 0.0
     return positive[0]
 

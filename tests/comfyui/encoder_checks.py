@@ -22,11 +22,12 @@ Errors: ``max_abs`` = max |ours - reference|, ``rel`` = max_abs / max |reference
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import sys
-import traceback
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inprocess_checks import run_checks, selected, setup  # noqa: E402  (the shared in-process runner)
 
 CHECKS = []
 STATE: dict = {}
@@ -58,21 +59,6 @@ IMAGES = {
 def check(fn):
     CHECKS.append(fn)
     return fn
-
-
-def setup(comfy_root: str, repo: str):
-    sys.path.insert(0, comfy_root)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    import comfy.model_management  # noqa: F401  (device selection reads the args)
-
-    spec = importlib.util.spec_from_file_location("i2vgen_pkg", f"{repo}/__init__.py",
-                                                  submodule_search_locations=[repo])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["i2vgen_pkg"] = pkg
-    spec.loader.exec_module(pkg)
-    return pkg
 
 
 def errors(ours, ref) -> dict:
@@ -641,20 +627,8 @@ def main() -> int:
         missing = (f"open_clip_torch is not importable in {sys.executable} (the reference encoder; install it there "
                    f"with '{sys.executable} -m pip install open_clip_torch'): {err}")
     setup(comfy_root, repo)
-    only = set(sys.argv[4].split(",")) if len(sys.argv) > 4 and sys.argv[4] else None
-    for fn in CHECKS:
-        if only and fn.__name__ not in only:
-            continue
-        if missing and fn.__name__ not in WITHOUT_OPEN_CLIP:
-            print(json.dumps({"name": fn.__name__, "ok": True, "skip": missing, "detail": None}), flush=True)
-            continue
-        try:
-            detail = fn()
-            print(json.dumps({"name": fn.__name__, "ok": True, "detail": detail}), flush=True)
-        except Exception as err:  # report and go on
-            print(json.dumps({"name": fn.__name__, "ok": False,
-                              "detail": f"{type(err).__name__}: {err}\n{traceback.format_exc()[-3000:]}"}),
-                  flush=True)
+    run_checks(CHECKS, selected(sys.argv, 4),
+               lambda fn: missing if missing and fn.__name__ not in WITHOUT_OPEN_CLIP else None)
     return 0
 
 

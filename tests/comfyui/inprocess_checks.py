@@ -380,11 +380,16 @@ def every_video_node_rejects_image_latents():
     return messages
 
 
-def main() -> int:
-    global DEMO_DIR
-    comfy_root, repo, DEMO_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
-    setup(comfy_root, repo)
-    for fn in CHECKS:
+def run_checks(checks, only=None, skip_reason=None) -> None:
+    """Run each check (all, or those named in `only`), printing one JSON object per check; a failing check is
+    reported and the next one runs. `skip_reason(fn)` may return why a check is skipped (reported as ok)."""
+    for fn in checks:
+        if only and fn.__name__ not in only:
+            continue
+        reason = skip_reason(fn) if skip_reason else None
+        if reason:
+            print(json.dumps({"name": fn.__name__, "ok": True, "skip": reason, "detail": None}), flush=True)
+            continue
         try:
             detail = fn()
             print(json.dumps({"name": fn.__name__, "ok": True, "detail": detail}), flush=True)
@@ -392,6 +397,18 @@ def main() -> int:
             print(json.dumps({"name": fn.__name__, "ok": False,
                               "detail": f"{type(err).__name__}: {err}\n{traceback.format_exc()[-3000:]}"}),
                   flush=True)
+
+
+def selected(argv: list[str], index: int) -> set[str] | None:
+    """The comma-separated check names in argv[index], or None (run them all)."""
+    return set(argv[index].split(",")) if len(argv) > index and argv[index] else None
+
+
+def main() -> int:
+    global DEMO_DIR
+    comfy_root, repo, DEMO_DIR = sys.argv[1], sys.argv[2], sys.argv[3]
+    setup(comfy_root, repo)
+    run_checks(CHECKS, selected(sys.argv, 4))
     return 0
 
 

@@ -8,10 +8,8 @@ compares with the unpatched run.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -204,7 +202,6 @@ def attention_goes_through_comfyui_selection_and_overrides():
     """auto: ComfyUI's optimized_attention (sage/flash/xformers/pytorch per its flags) is called for every attention;
     its split / sub-quadratic choices stay within fp32 tolerance of SDPA; an optimized_attention_override in the
     model's transformer_options is honoured; an explicit backend bypasses ComfyUI."""
-    import torch
     import comfy.ldm.modules.attention as ca
     from comfy.cli_args import args
 
@@ -278,17 +275,7 @@ def self_attention_guidance_is_refused_with_a_sentence():
 def main() -> int:
     base.DEMO_DIR = sys.argv[3]
     base.setup(sys.argv[1], sys.argv[2])
-    only = set(sys.argv[4].split(",")) if len(sys.argv) > 4 else None
-    for fn in CHECKS:
-        if only and fn.__name__ not in only:
-            continue
-        try:
-            detail = fn()
-            print(json.dumps({"name": fn.__name__, "ok": True, "detail": detail}), flush=True)
-        except Exception as err:  # report and go on
-            print(json.dumps({"name": fn.__name__, "ok": False,
-                              "detail": f"{type(err).__name__}: {err}\n{traceback.format_exc()[-3000:]}"}),
-                  flush=True)
+    base.run_checks(CHECKS, base.selected(sys.argv, 4))
     return 0
 
 

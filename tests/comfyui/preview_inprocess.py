@@ -5,24 +5,18 @@ Usage: COMFYUI_PYTHON preview_inprocess.py COMFYUI_PATH REPO
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import types
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inprocess_checks import setup  # noqa: E402  (ComfyUI imported without a server, the pack as ComfyUI loads it)
 
 
 def main(comfy_root: str, repo: str) -> dict:
-    sys.path.insert(0, comfy_root)
+    setup(comfy_root, repo)
     import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    import comfy.model_management  # noqa: F401
-
-    spec = importlib.util.spec_from_file_location("i2vgen_pkg", f"{repo}/__init__.py",
-                                                  submodule_search_locations=[repo])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["i2vgen_pkg"] = pkg
-    spec.loader.exec_module(pkg)
 
     import torch
     import latent_preview

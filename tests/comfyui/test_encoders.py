@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from check_runner import run_check_script
 
 pytestmark = pytest.mark.comfyui
 
@@ -49,17 +49,7 @@ def encoder_results(comfyui_install, repo_root, tmp_path_factory) -> dict:
 def _run_groups(python, root, repo_root, work, results: dict) -> None:
     # the reference run first, then one process per file format (a clean heap each: full-size towers are large)
     for group in (CHECKS[:5], *[(name,) for name in CHECKS[5:]]):
-        proc = subprocess.run([str(python), str(SCRIPT), str(root), str(repo_root), str(work), ",".join(group)],
-                              capture_output=True, text=True, timeout=3000, cwd=str(repo_root))
-        got = {}
-        for line in proc.stdout.splitlines():
-            if line.startswith("{"):
-                item = json.loads(line)
-                got[item["name"]] = item
-        if not got:
-            pytest.fail(f"encoder_checks.py {group} produced no results (exit {proc.returncode}):\n"
-                        f"{proc.stderr[-4000:]}")
-        results.update(got)
+        results.update(run_check_script(python, SCRIPT, root, repo_root, work, ",".join(group), timeout=3000))
 
 
 @pytest.mark.parametrize("name", CHECKS)

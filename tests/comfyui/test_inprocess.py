@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
+from check_runner import run_check_script, write_demo_unets
 
 pytestmark = pytest.mark.comfyui
 
@@ -29,22 +28,10 @@ CHECKS = (
 
 @pytest.fixture(scope="module")
 def check_results(comfyui_install, repo_root, tmp_path_factory) -> dict:
-    import sys
-
     root, python = comfyui_install
     demo = tmp_path_factory.mktemp("demo_unets")
-    subprocess.run([sys.executable, "-m", "i2vgen_core.demo_weights", str(demo), "--unets-only"], check=True,
-                   capture_output=True, timeout=600, cwd=str(repo_root))
-    proc = subprocess.run([str(python), str(SCRIPT), str(root), str(repo_root), str(demo)], capture_output=True,
-                          text=True, timeout=900, cwd=str(repo_root))
-    results = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            item = json.loads(line)
-            results[item["name"]] = item
-    if not results:
-        pytest.fail(f"inprocess_checks.py produced no results (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return results
+    write_demo_unets(demo)
+    return run_check_script(python, SCRIPT, root, repo_root, demo)
 
 
 @pytest.mark.parametrize("name", CHECKS)

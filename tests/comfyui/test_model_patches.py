@@ -6,12 +6,10 @@ Runs model_patch_checks.py inside ComfyUI's Python (no server), the way test_inp
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from check_runner import run_check_script, write_demo_unets
 
 pytestmark = pytest.mark.comfyui
 
@@ -32,18 +30,8 @@ CHECKS = (
 def results(comfyui_install, repo_root, tmp_path_factory) -> dict:
     root, python = comfyui_install
     demo = tmp_path_factory.mktemp("demo_unets")
-    subprocess.run([sys.executable, "-m", "i2vgen_core.demo_weights", str(demo), "--unets-only"], check=True,
-                   capture_output=True, timeout=600, cwd=str(repo_root))
-    proc = subprocess.run([str(python), str(SCRIPT), str(root), str(repo_root), str(demo)], capture_output=True,
-                          text=True, timeout=1800, cwd=str(repo_root))
-    found = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            item = json.loads(line)
-            found[item["name"]] = item
-    if not found:
-        pytest.fail(f"model_patch_checks.py produced no results (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return found
+    write_demo_unets(demo)
+    return run_check_script(python, SCRIPT, root, repo_root, demo, timeout=1800)
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -42,6 +42,17 @@ def check_interrupt() -> None:
     mm.throw_exception_if_processing_interrupted()
 
 
+def server_routes():
+    """(ComfyUI's running server's aiohttp route table, aiohttp.web), or None outside a ComfyUI server."""
+    try:
+        import server as comfy_server
+        from aiohttp import web
+    except ImportError:
+        return None
+    instance = getattr(comfy_server.PromptServer, "instance", None)
+    return None if instance is None else (instance.routes, web)
+
+
 def intermediate_device() -> torch.device:
     """Where ComfyUI keeps tensors between nodes (CPU unless --gpu-only)."""
     try:

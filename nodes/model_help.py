@@ -7,6 +7,7 @@ shows it on loader nodes whose file list is empty or whose chosen file is missin
 from __future__ import annotations
 
 from ..i2vgen_core.model_files import MODEL_FILES, VARIANT_LABELS, missing_unet_message
+from .common import server_routes
 
 ROUTE = "/i2vgen-xl/model_files"
 
@@ -20,15 +21,11 @@ def unet_name_problem(name, available: list[str]) -> str | None:
 
 def register_routes() -> None:
     """GET /i2vgen-xl/model_files: the table as JSON."""
-    try:
-        import server as comfy_server
-        from aiohttp import web
-    except ImportError:
+    found = server_routes()
+    if found is None:
         return
-    instance = getattr(comfy_server.PromptServer, "instance", None)
-    if instance is None:
-        return
+    routes, web = found
 
-    @instance.routes.get(ROUTE)
+    @routes.get(ROUTE)
     async def model_files(request):
         return web.json_response({"files": [f.as_dict() for f in MODEL_FILES], "variants": VARIANT_LABELS})

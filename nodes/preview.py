@@ -25,6 +25,7 @@ import threading
 import torch
 
 from ..i2vgen_core.preview import latent_to_rgb, sprite_sheet
+from .common import server_routes
 
 log = logging.getLogger(__name__)
 
@@ -197,16 +198,12 @@ def install() -> bool:
 
 def register_routes() -> None:
     """POST /i2vgen-xl/preview {client_id, animated}: a browser's setting; GET: the server switch."""
-    try:
-        import server as comfy_server
-        from aiohttp import web
-    except ImportError:
+    found = server_routes()
+    if found is None:
         return
-    instance = getattr(comfy_server.PromptServer, "instance", None)
-    if instance is None:
-        return
+    routes, web = found
 
-    @instance.routes.post(ROUTE)
+    @routes.post(ROUTE)
     async def set_preview(request):
         try:
             body = await request.json()
@@ -216,7 +213,7 @@ def register_routes() -> None:
         SETTINGS.set(client_id, animated)
         return web.json_response({"animated": SETTINGS.wants(client_id), "server_switch_off": server_switch_off()})
 
-    @instance.routes.get(ROUTE)
+    @routes.get(ROUTE)
     async def get_preview(request):
         return web.json_response({"server_switch_off": server_switch_off(), "setting": SETTING_ID,
                                   "event": EVENT, "sheet_node_id": SHEET_NODE_ID})

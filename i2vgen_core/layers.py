@@ -69,17 +69,20 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Self-attention, or cross-attention to `context`; a context with batch B for x with batch B*F is shared
         by the F frames of each video: their queries attend together, so keys and values are computed once."""
+        return self._run(x, context, self._attend)
+
+    def _run(self, x: torch.Tensor, context: torch.Tensor | None, attend) -> torch.Tensor:
+        """Projections (fused where allowed), `attend` on projected [B, N, heads*dim] tensors, output projection."""
         if context is not None and context.shape[0] != x.shape[0]:
             bf, n, c = x.shape
-            return self.forward(x.reshape(context.shape[0], -1, c), context).reshape(bf, n, -1)
-        b, n, _ = x.shape
-        q, k, v = self._project(x, context)
-        m = k.shape[1]
-        q = q.reshape(b, n, self.heads, -1).transpose(1, 2)
-        k = k.reshape(b, m, self.heads, -1).transpose(1, 2)
-        v = v.reshape(b, m, self.heads, -1).transpose(1, 2)
-        out = attention(q, k, v, self.backend)
-        return self.to_out[0](out.transpose(1, 2).reshape(b, n, -1))
+            return self._run(x.reshape(context.shape[0], -1, c), context, attend).reshape(bf, n, -1)
+        return self.to_out[0](attend(*self._project(x, context)))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """This layer's attention backend on projected [B, N, heads*dim] tensors."""
+        b, n = q.shape[0], q.shape[1]
+        q, k, v = (t.reshape(b, t.shape[1], self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        return attention(q, k, v, self.backend).transpose(1, 2).reshape(b, n, -1)
 
     def forward_hooked(self, x: torch.Tensor, context: torch.Tensor | None, kind: str,
                        hooks: ForwardHooks) -> torch.Tensor:
@@ -101,7 +104,7 @@ class Attention(nn.Module):
             out = (replace or self._attend_with(hooks))(q, k, v, self.heads, call)
             out = self.to_out[0](out)
         elif hooks.attention is not None:
-            out = self._forward_with(x, context, hooks, call)
+            out = self._run(x, context, lambda q, k, v: hooks.attention(q, k, v, self.heads, call))
         else:
             out = self.forward(x, context)
         return apply_all(hooks.attn_output_patch.get(kind, ()), out, call)
@@ -110,22 +113,7 @@ class Attention(nn.Module):
         """The attention function for projected [B, N, heads*dim] tensors: the hooks' one, else this layer's."""
         if hooks.attention is not None:
             return hooks.attention
-
-        def attend(q, k, v, heads, call):
-            b, n = q.shape[0], q.shape[1]
-            q, k, v = (t.reshape(b, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (q, k, v))
-            return attention(q, k, v, self.backend).transpose(1, 2).reshape(b, n, -1)
-
-        return attend
-
-    def _forward_with(self, x: torch.Tensor, context: torch.Tensor | None, hooks: ForwardHooks,
-                      call) -> torch.Tensor:
-        """`forward` (fused projections, shared video context) with the hooks' attention function."""
-        if context is not None and context.shape[0] != x.shape[0]:
-            bf, n, c = x.shape
-            return self._forward_with(x.reshape(context.shape[0], -1, c), context, hooks, call).reshape(bf, n, -1)
-        q, k, v = self._project(x, context)
-        return self.to_out[0](hooks.attention(q, k, v, self.heads, call))
+        return lambda q, k, v, heads, call: self._attend(q, k, v)
 
 
 class GEGLU(nn.Module):

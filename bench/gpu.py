@@ -351,7 +351,7 @@ def main_suite(args) -> None:
     if args.out == "bench/results/gpu.json":
         args.out = "bench/results/suite.json"
     # section costs in seconds on an H200, estimated from the H100 figures in bench/measured (README)
-    args.need = {"step": 60, "base": 60, "refine": 25, "comfyui": 20, "flex": 90, "compile": 150}
+    args.need = {"step": 60, "base": 60, "refine": 25, "long_video": 60, "comfyui": 20, "flex": 90, "compile": 150}
     if args.tiny:
         from i2vgen_core import tiny_config
 

@@ -4,6 +4,7 @@ refinement against video length (one subprocess per length, so each peak is that
     python bench/long_video.py                       # both tables on the CPU (tiny MS-Vid2Vid-XL, 80x128 px)
     python bench/long_video.py --device cuda --channels 320 --height 720 --width 1280   # GPU max_memory_allocated
     python bench/long_video.py --out bench/measured/long_video_cpu.json
+    COMFYUI_PATH=... $COMFYUI_PATH/.venv/bin/python bench/long_video.py --comfyui --skip-drift   # the node's path
 
 Drift: a stand-in generator continues a synthetic scene from its last frame and adds a known colour drift per clip
 (offset +0.030 / +0.010 / -0.025 on R / G / B and contrast x1.06 around mid-grey, growing linearly over the clip, so
@@ -15,7 +16,11 @@ of the mean colour at a join.
 
 Memory: SDEdit refinement (1 dpmpp_2m_sde step by default, cfg) of an F-frame latent with a random MS-Vid2Vid-XL
 UNet, whole video at once versus WindowedUNet (32-frame windows, overlap 8), F = 32, 64, 96, 128. CPU: peak RSS of
-the process (ru_maxrss); CUDA: torch.cuda.max_memory_allocated as well.
+the process (ru_maxrss) and the peak of tensor memory allocated during the refinement above what was allocated before
+it (PyTorch's CPU allocator as its profiler reports it: the CPU counterpart of CUDA's max_memory_allocated, without
+the allocator caches, thread stacks and libraries that RSS also holds); CUDA: torch.cuda.max_memory_allocated.
+With ``--comfyui`` (run with ComfyUI's Python) the same runs go through what a user runs: the I2VGen-XL Refine
+Sampler node's ``sample`` with ``context_frames`` (ComfyUI's IndexListContextHandler) on the pack's ComfyUI MODEL.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -107,9 +113,25 @@ def drift_run(extensions: int = 4, mode: str = "off", space: str = "pixel", clip
 
 
 # ----------------------------------------------------------------------------------------------- memory
+def peak_cpu_allocated(fn):
+    """Run ``fn()``; (its result, peak bytes of CPU tensor memory allocated while it ran, above the start)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    totals = [e["args"]["Total Allocated"] for e in events
+              if e.get("name") == "[memory]" and e["args"].get("Device Type", 0) == 0]
+    return result, max([0, *totals])
+
+
 def memory_child(frames: int, window: int, overlap: int, device: str, channels: int, height: int,
-                 width: int, steps: int = 1) -> dict:
-    """One refinement run in this process; its peak memory."""
+                 width: int, steps: int = 1, allocated: bool = False) -> dict:
+    """One refinement run in this process; its peak memory (RSS, or with `allocated` on the CPU the allocator's
+    peak under the profiler, whose own buffers would inflate RSS)."""
     from i2vgen_core.config import variant_config
     from i2vgen_core import build_unet
     from i2vgen_core.pipeline import run_refine_stage
@@ -129,31 +151,84 @@ def memory_child(frames: int, window: int, overlap: int, device: str, channels: 
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    out = run_refine_stage(model, latents, text=text, negative_text=torch.zeros_like(text), steps=steps,
-                           generator=torch.Generator(device).manual_seed(2))
+
+    def refine():
+        return run_refine_stage(model, latents, text=text, negative_text=torch.zeros_like(text), steps=steps,
+                                generator=torch.Generator(device).manual_seed(2))
+
+    result = {"frames": frames, "window": window, "overlap": overlap}
+    if allocated and device == "cpu":
+        out, peak = peak_cpu_allocated(refine)
+        result["cpu_peak_allocated_mib"] = peak / 2**20
+    else:
+        out = refine()
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert out.shape == latents.shape and bool(torch.isfinite(out).all())
-    result = {"frames": frames, "window": window, "overlap": overlap,
-              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device == "cuda":
         torch.cuda.synchronize()
         result["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return result
 
 
+def comfy_child(frames: int, window: int, overlap: int, channels: int, height: int, width: int,
+                steps: int = 1, allocated: bool = False) -> dict:
+    """One refinement through the Refine Sampler node on the pack's ComfyUI MODEL (CPU, in this process)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from comfy_env import setup
+
+    setup(os.environ["COMFYUI_PATH"])
+    import comfy.model_patcher
+    from i2vgen_pkg.i2vgen_core import build_unet
+    from i2vgen_pkg.i2vgen_core.config import variant_config
+    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel, load_comfy_unet
+    from i2vgen_pkg.nodes.sampling import I2VGenXLRefineSampler
+
+    torch.manual_seed(0)
+    cfg = variant_config("ms_vid2vid_xl", block_channels=(channels, 2 * channels, 2 * channels, 2 * channels),
+                         head_dim=16, norm_groups=32)
+    cpu = torch.device("cpu")
+    unet = load_comfy_unet(build_unet(cfg).state_dict(), dtype=torch.float32, device="cpu", load_device=cpu,
+                           config=cfg)
+    patcher = comfy.model_patcher.ModelPatcher(I2VGenXLModel(unet, weight_dtype=torch.float32), cpu, cpu)
+    g = torch.Generator().manual_seed(1)
+    latent = {"samples": torch.randn(1, 4, frames, height // 8, width // 8, generator=g)}
+    text = torch.randn(1, 77, cfg.context_dim, generator=g)
+    node = I2VGenXLRefineSampler()
+
+    def refine():
+        return node.sample(patcher, [[text, {}]], [[torch.zeros_like(text), {}]], latent, seed=2, steps=steps,
+                           context_frames=window, context_overlap=overlap)["result"][0]["samples"]
+
+    result = {"frames": frames, "window": window, "overlap": overlap, "path": "comfyui refine sampler node"}
+    if allocated:
+        out, peak = peak_cpu_allocated(refine)
+        result["cpu_peak_allocated_mib"] = peak / 2**20
+    else:
+        out = refine()
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert out.shape == latent["samples"].shape and bool(torch.isfinite(out).all())
+    return result
+
+
 def memory_table(lengths, window: int, overlap: int, args) -> list[dict]:
-    """Run memory_child in a fresh interpreter per (length, windowed or not)."""
+    """Run the child in a fresh interpreter per (length, windowed or not, and on the CPU per measure: RSS, then the
+    allocator's peak under the profiler); one merged row each."""
     rows = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     for frames in lengths:
         for win in (window, 0):
-            cmd = [sys.executable, __file__, "--child", str(frames), str(win), str(overlap), "--device", args.device,
-                   "--channels", str(args.channels), "--height", str(args.height), "--width", str(args.width),
-                   "--steps", str(args.steps), "--threads", str(args.threads)]
-            env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-            if done.returncode:
-                raise RuntimeError(done.stderr[-3000:])
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
+            row: dict = {}
+            for allocated in ([False, True] if args.device == "cpu" else [False]):
+                cmd = [sys.executable, __file__, "--child", str(frames), str(win), str(overlap),
+                       "--device", args.device, "--channels", str(args.channels), "--height", str(args.height),
+                       "--width", str(args.width), "--steps", str(args.steps), "--threads", str(args.threads)]
+                cmd += (["--comfyui"] if args.comfyui else []) + (["--allocated"] if allocated else [])
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+                if done.returncode:
+                    raise RuntimeError(done.stderr[-3000:])
+                row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
 
 
@@ -169,14 +244,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lengths", default="32,64,96,128")
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--overlap", type=int, default=8)
+    ap.add_argument("--comfyui", action="store_true", help="measure the Refine Sampler node in ComfyUI (CPU; run "
+                    "with ComfyUI's Python and COMFYUI_PATH set)")
+    ap.add_argument("--allocated", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--skip-drift", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     if args.child:
         torch.set_num_threads(max(1, args.threads))
-        print(json.dumps(memory_child(*args.child, args.device, args.channels, args.height, args.width,
-                                      args.steps)))
+        if args.comfyui:
+            print(json.dumps(comfy_child(*args.child, args.channels, args.height, args.width, args.steps,
+                                         args.allocated)))
+        else:
+            print(json.dumps(memory_child(*args.child, args.device, args.channels, args.height, args.width,
+                                          args.steps, args.allocated)))
         return 0
     results: dict = {}
     if not args.skip_drift:
@@ -190,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                   + f" | max join jump {r['max_join_jump']:.4f} (median frame step {r['median_frame_step']:.4f})")
     if not args.skip_memory:
         lengths = [int(v) for v in args.lengths.split(",")]
-        results["memory"] = {"device": args.device, "channels": args.channels, "size": [args.width, args.height],
+        results["memory"] = {"device": args.device, "path": "comfyui" if args.comfyui else "core",
+                             "channels": args.channels, "size": [args.width, args.height],
                              "rows": memory_table(lengths, args.window, args.overlap, args)}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ process (all threads; far less sensitive than wall time to other programs on a s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import os
@@ -34,22 +33,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def setup(comfy_root: str):
-    """Import ComfyUI (CPU) and this package the way ComfyUI loads custom nodes; the package module."""
-    sys.path.insert(0, comfy_root)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    import comfy.model_management  # noqa: F401
-
-    spec = importlib.util.spec_from_file_location("i2vgen_pkg", REPO / "__init__.py",
-                                                  submodule_search_locations=[str(REPO)])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["i2vgen_pkg"] = pkg
-    spec.loader.exec_module(pkg)
-    return pkg
+sys.path.insert(0, str(REPO / "bench"))
+from comfy_env import setup  # noqa: E402
 
 
 class StandInServer:

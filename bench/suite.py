@@ -7,6 +7,8 @@ Sections, most important first; the JSON is rewritten after each one, so a run c
      plain path (max |d| and max |d| / max |ref|). fp8 compute: error against the same model in bf16.
   3. base_run: 50 DDIM steps (batched CFG) + VAE decode of 16 frames, plain and with the chosen levers.
   4. refine: MS-Vid2Vid-XL at 1280x720x32, ms per CFG step and peak memory.
+     long_video_memory: max_memory_allocated of one MS-Vid2Vid-XL CFG step at 1280x720 over 32..128 frames, in
+     32-frame windows (overlap 8, i2vgen_core.long_video.WindowedUNet) and whole (issue 11).
   5. comfyui: apply_model of the pack's MODEL (ComfyUI's comfy package, no server) vs the core forward.
   6. optional, only while the budget lasts: FlexAttention (compiles), regional torch.compile (compile time).
 `--tiny` runs the same code on CPU with tiny models (figures meaningless, the script checked end to end).
@@ -262,6 +264,41 @@ def refine(suite: Suite, levers: str) -> None:
                           "ms_per_cfg_step": med, "peak_gib": mem["peak_gib"], "est_30_steps_s": med * 30 / 1e3}
 
 
+def long_video_memory(suite: Suite) -> None:
+    """Peak memory of one MS-Vid2Vid-XL CFG step against video length, in windows and whole (the plain network)."""
+    from gpu import peak_memory
+    from i2vgen_core.long_video import WindowedUNet
+
+    a = suite.args
+    config = a.config("ms_vid2vid_xl")
+    unet = random_ours(config, dtype=a.dtype, device=a.device)
+    window, overlap = a.refine_frames, a.refine_frames // 4
+    text = torch.randn(2, 77, config.context_dim, generator=torch.Generator().manual_seed(1)).to(a.device, a.dtype)
+    t = torch.full((2,), 599, device=a.device)
+    rows = []
+    suite.results["long_video_memory"] = {"dtype": str(a.dtype), "size": f"{a.w * 8}x{a.refine_h * 8}",
+                                          "window": window, "overlap": overlap, "rows": rows}
+    for frames in (window * k for k in (1, 2, 3, 4)):
+        x = torch.randn(2, 4, frames, a.refine_h, a.w, generator=torch.Generator().manual_seed(frames))
+        x = x.to(a.device, a.dtype)
+        for windowed in (True, False):
+            model = WindowedUNet(unet, window, overlap) if windowed else unet
+            row = {"frames": frames, "windows": windowed}
+            try:
+                with torch.inference_mode(), peak_memory() as mem:
+                    t0 = time.perf_counter()
+                    model(x, t, text=text)
+                    suite.gpu.sync()
+                    row["s"] = time.perf_counter() - t0
+                row["peak_gib"] = mem["peak_gib"]
+            except torch.OutOfMemoryError as err:
+                row["error"] = f"out of memory: {str(err)[:120]}"
+            rows.append(row)
+            print(f"[long_video_memory] {row}", flush=True)
+            suite.gpu.free()
+        suite.save()
+
+
 def comfyui_path(suite: Suite, levers: str) -> None:
     """apply_model of the pack's MODEL through ComfyUI's comfy package vs the core forward, same object, interleaved."""
     a = suite.args
@@ -391,6 +428,7 @@ def run_suite(args, gpu) -> dict:
     if args.levers:
         suite.section("base_run_levers", lambda: base_run(suite, args.levers), need_s=args.need["base"])
     suite.section("refine", lambda: refine(suite, args.levers), need_s=args.need["refine"])
+    suite.section("long_video_memory", lambda: long_video_memory(suite), need_s=args.need["long_video"])
     suite.section("comfyui", lambda: comfyui_path(suite, args.levers), need_s=args.need["comfyui"])
     suite.section("compile_blocks", lambda: compile_blocks(suite), need_s=args.need["compile"])
     suite.section("attention_flex", lambda: flex(suite), need_s=args.need["flex"])
@@ -430,7 +468,7 @@ def print_suite(results: dict) -> None:
                 else:
                     print(f"  {label:34s} {e.get('skipped') or e.get('error')}")
     for key in results:
-        if key.startswith(("base_run", "refine_step", "comfyui", "attention_flex", "compile_blocks",
+        if key.startswith(("base_run", "refine_step", "long_video_memory", "comfyui", "attention_flex", "compile_blocks",
                            "fp8_layer_error")):
             print(key, json.dumps(results[key], default=str))
     for key, why in results.get("skipped", {}).items():

@@ -180,3 +180,17 @@ def test_mean_color_drift_is_zero_for_the_reference_itself():
     x = torch.rand(1, 3, 8, 4, 4)
     assert mean_color_drift(x, x) == 0.0
     assert abs(mean_color_drift(x + 0.1, x) - 0.1) < 1e-6
+
+
+def test_peak_cpu_allocated_counts_what_is_live_at_once(bench):
+    """The bench's CPU counterpart of max_memory_allocated: the largest sum of live tensors, not their total."""
+    def work():
+        a = torch.empty(1 << 20)  # 4 MiB
+        b = torch.empty(1 << 20)  # 4 MiB, both live: 8 MiB
+        del a, b
+        c = torch.empty(3 << 20)  # 12 MiB alone: the peak
+        return c.numel()
+
+    n, peak = bench.peak_cpu_allocated(work)
+    assert n == 3 << 20
+    assert 12 * 2**20 <= peak < 13 * 2**20, peak / 2**20

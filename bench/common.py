@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -82,3 +85,18 @@ def interleaved_median(fns: dict[str, Callable[[], object]], repeats: int, sync:
             sync()
             times[name].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def peak_cpu_allocated(fn):
+    """Run ``fn()``; (its result, peak bytes of CPU tensor memory allocated while it ran, above the start)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    totals = [e["args"]["Total Allocated"] for e in events
+              if e.get("name") == "[memory]" and e["args"].get("Device Type", 0) == 0]
+    return result, max([0, *totals])

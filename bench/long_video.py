@@ -31,14 +31,16 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from common import peak_cpu_allocated  # noqa: E402
 
 from i2vgen_core.long_video import (WindowedUNet, extended_length, join_clips, match_color,  # noqa: E402
                                     match_color_ramped, mean_color_drift)
@@ -113,21 +115,6 @@ def drift_run(extensions: int = 4, mode: str = "off", space: str = "pixel", clip
 
 
 # ----------------------------------------------------------------------------------------------- memory
-def peak_cpu_allocated(fn):
-    """Run ``fn()``; (its result, peak bytes of CPU tensor memory allocated while it ran, above the start)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        result = fn()
-    with tempfile.TemporaryDirectory() as tmp:
-        trace = Path(tmp) / "trace.json"
-        prof.export_chrome_trace(str(trace))
-        events = json.loads(trace.read_text())["traceEvents"]
-    totals = [e["args"]["Total Allocated"] for e in events
-              if e.get("name") == "[memory]" and e["args"].get("Device Type", 0) == 0]
-    return result, max([0, *totals])
-
-
 def memory_child(frames: int, window: int, overlap: int, device: str, channels: int, height: int,
                  width: int, steps: int = 1, allocated: bool = False) -> dict:
     """One refinement run in this process; its peak memory (RSS, or with `allocated` on the CPU the allocator's

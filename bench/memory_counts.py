@@ -3,6 +3,12 @@ memory used), derives the constants of `i2vgen_core.memory`, and states the esti
 measurement in bench/measured/*_gpu.json.
 
     python bench/memory_counts.py [--out bench/measured/cpu_activation_counts.json]
+    python bench/memory_counts.py --cpu-points     # also run the full-size UNets on the CPU (fp32, ~7 GB, minutes)
+
+``--cpu-points`` measures real forwards: the peak of tensor memory PyTorch's CPU allocator had allocated during one
+forward of the full-size UNet (random weights, fp32, small latents) above what was allocated before it (weights and
+inputs), against the estimate's activation term for the same run (``gpu=False``: no GPU allocator factor). These
+are out-of-sample points: the constants come from the meta-device counts, not from them.
 """
 
 from __future__ import annotations
@@ -51,6 +57,47 @@ def unet_peak(variant: str, b: int, f: int, h: int, w: int, dtype=torch.float16,
         out = unet(x, t, **kw)
         del out
     return counter.peak
+
+
+CPU_POINTS = [("i2vgen_xl", 2, 8, 32, 32), ("i2vgen_xl", 1, 16, 24, 40), ("ms_vid2vid_xl", 2, 8, 26, 48)]
+
+
+def cpu_points() -> list[dict]:
+    """Measured CPU peaks (allocator, fp32, full-size random UNets) against the estimate's activation term."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from common import peak_cpu_allocated, random_ours
+
+    rows, built = [], {}
+    for variant, b, f, h, w in CPU_POINTS:
+        if variant not in built:
+            built.clear()
+            built[variant] = random_ours(variant_config(variant)).eval().requires_grad_(False)
+        unet, config = built[variant], built[variant].config
+        g = torch.Generator().manual_seed(0)
+        kw = {}
+        if config.use_text:
+            kw["text"] = torch.randn(b, 77, config.context_dim, generator=g)
+        if config.use_image_embedding:
+            kw["image_embedding"] = torch.randn(b, config.image_embedding_dim, generator=g)
+        if config.use_image_latent:
+            kw["image_latent"] = torch.randn(b, 4, h, w, generator=g)
+        if config.use_fps:
+            kw["fps"] = 16
+        x, t = torch.randn(b, 4, f, h, w, generator=g), torch.full((b,), 500)
+
+        def forward():
+            with torch.inference_mode():
+                return unet(x, t, **kw).shape
+
+        forward()  # warm-up: one-time allocations (oneDNN, thread pools) are not the forward's
+        _, measured = peak_cpu_allocated(forward)
+        estimated = M.unet_activation_bytes(b, f, w * 8, h * 8, "fp32", gpu=False, variant=variant) \
+            - M.SAMPLING_OVERHEAD
+        rows.append({"run": f"{variant} {b}x{f}x{h}x{w} one forward, fp32, CPU", "measured_gib": measured / M.GIB,
+                     "estimated_gib": estimated / M.GIB, "error_pct": 100.0 * (estimated - measured) / measured})
+        print(f"{rows[-1]['run']:50s} measured {measured / M.GIB:.3f} GiB  estimated {estimated / M.GIB:.3f} GiB  "
+              f"error {rows[-1]['error_pct']:+.1f} %", flush=True)
+    return rows
 
 
 def vae_peak(n: int, h: int, w: int, dtype=torch.float16) -> int:
@@ -119,7 +166,15 @@ def compare(data: dict, source: str = "") -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(ROOT / "bench" / "measured" / "cpu_activation_counts.json"))
+    parser.add_argument("--cpu-points", action="store_true", help="also measure full-size forwards on the CPU")
+    parser.add_argument("--only-cpu-points", action="store_true", help="only those; merged into --out")
     args = parser.parse_args()
+    if args.only_cpu_points:
+        result = json.loads(Path(args.out).read_text())
+        result["cpu_measured"] = cpu_points()
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        print("wrote", args.out)
+        return
     result = {"unet": [], "vae": [], "params": {}}
     for variant, shapes in SHAPES.items():
         result["params"][variant] = sum(p.numel() for p in build_unet(variant_config(variant), device="meta")
@@ -136,6 +191,8 @@ def main() -> None:
                               "elements_per_pixel": peak / (n * h * w * 64 * 2)})
         print(f"vae {n}x{h}x{w}: {peak / M.GIB:.3f} GiB, {peak / (n * h * w * 64 * 2):.0f} elements / pixel")
     result["vs_measured"] = measured_points(ROOT / "bench" / "measured")
+    if args.cpu_points:
+        result["cpu_measured"] = cpu_points()
     for row in result["vs_measured"]:
         print(f"{row['run']:60s} measured {row['measured_gib']:7.2f} GiB  estimated {row['estimated_gib']:7.2f} GiB"
               f"  error {row['error_pct']:+.1f} %")

@@ -178,8 +178,8 @@ def advice(estimate: MemoryEstimate, available: int, *, frames: int, weight_dtyp
     if estimate.peak <= available:
         return []
     tips = []
-    if dtype_bytes(weight_dtype) > 1:
-        saved = estimate.unet_weights - estimate.unet_weights // dtype_bytes(weight_dtype)
+    saved = estimate.unet_weights - estimate.unet_weights // dtype_bytes(weight_dtype)
+    if saved >= GIB // 20:  # not worth naming for a small (e.g. already fp8 or demo-size) model
         tips.append(f"load the model with weight_dtype fp8_e4m3fn (saves {gib(saved)})")
     per_frame = estimate.sampling / max(1, frames)
     over = estimate.peak - available
@@ -201,24 +201,27 @@ def advice(estimate: MemoryEstimate, available: int, *, frames: int, weight_dtyp
 
 
 def describe(estimate: MemoryEstimate, *, free: Optional[int] = None, total: Optional[int] = None,
-             device: str = "GPU", **advice_kw) -> tuple[str, Optional[str]]:
-    """(one-line estimate, warning or None) for a node's UI and log."""
-    line = (f"Estimated peak {device} memory: {gib(estimate.peak)} (UNet weights {gib(estimate.unet_weights)}, "
-            f"sampling {gib(estimate.sampling)}, decode {gib(estimate.decode)})")
+             device: str = "the GPU", label: str = "", offloads: bool = True,
+             **advice_kw) -> tuple[str, Optional[str]]:
+    """(one-line estimate, warning or None) for a node's UI and log; `label` follows "memory" (" with fp8 weights"),
+    `offloads` says whether ComfyUI can move models off the device (a GPU) or not (the CPU)."""
+    line = (f"Estimated peak memory{label} on {device}: {gib(estimate.peak)} (UNet weights "
+            f"{gib(estimate.unet_weights)}, sampling {gib(estimate.sampling)}, decode {gib(estimate.decode)})")
     if free is not None:
         line += f"; free now: {gib(free)}"
     warning = None
     if free is not None and estimate.peak > free:
         tips = advice(estimate, free, **advice_kw)
-        warning = (f"This run needs about {gib(estimate.peak)} but only {gib(free)} is free on {device}; ComfyUI "
-                   f"will offload and may run out of memory. To fit: " + "; ".join(tips) + ".")
+        risk = "ComfyUI will offload and may run out of memory" if offloads else "it may swap or run out of memory"
+        warning = (f"This run needs about {gib(estimate.peak)} but only {gib(free)} is free on {device}; {risk}. "
+                   f"To fit: " + "; ".join(tips) + ".")
     return line, warning
 
 
-def refusal(estimate: MemoryEstimate, total: int, *, device: str = "GPU") -> Optional[str]:
+def refusal(estimate: MemoryEstimate, total: int, *, device: str = "the GPU") -> Optional[str]:
     """A message when even the smallest form of the run (everything offloadable offloaded) exceeds `total`."""
     if estimate.minimum <= total:
         return None
-    return (f"this run needs at least {gib(estimate.minimum)} of {device} memory (sampling "
+    return (f"this run needs at least {gib(estimate.minimum)} of memory on {device} (sampling "
             f"{gib(estimate.sampling)} of activations alone) but the device has {gib(total)} in total; it cannot "
             f"run. Use fewer frames, a smaller width/height or batch_size, fp8 weights and a tiled decode.")

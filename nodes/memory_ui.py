@@ -15,14 +15,33 @@ from .common import LOG
 UI_KEY = "i2vgen_memory"
 
 
-def device_memory() -> tuple[Optional[int], Optional[int], str, bool]:
-    """(free bytes, total bytes, device name, is a GPU) of ComfyUI's torch device; Nones outside ComfyUI."""
+def device_memory() -> tuple[Optional[int], Optional[int], str, bool, str]:
+    """(free bytes, total bytes, device name, is a GPU, VAE dtype name) of ComfyUI's torch device; Nones, "the
+    device" and fp16 outside ComfyUI."""
     try:
         import comfy.model_management as mm
     except ImportError:
-        return None, None, "device", False
+        return None, None, "the device", False, "fp16"
     dev = mm.get_torch_device()
-    return int(mm.get_free_memory(dev)), int(mm.get_total_memory(dev)), str(dev), dev.type != "cpu"
+    gpu = dev.type != "cpu"
+    name = f"the GPU ({dev})" if gpu else "the CPU (RAM)"
+    return int(mm.get_free_memory(dev)), int(mm.get_total_memory(dev)), name, gpu, _dtype_name(mm.vae_dtype(dev))
+
+
+def default_dtypes(variant: str) -> list[tuple[str, Optional[str]]]:
+    """(weight, compute) dtype names of the loader's "auto" and "fp8_e4m3fn" choices on ComfyUI's device (compute
+    None: the formula's default for the weights); fp16 and fp8 outside ComfyUI."""
+    try:
+        import comfy.model_management as mm
+        from .loader import pick_dtypes
+    except ImportError:
+        return [("fp16", None), ("fp8", None)]
+    dev = mm.get_torch_device()
+    out = []
+    for choice in ("auto", "fp8_e4m3fn"):
+        weight, cast = pick_dtypes(choice, M.UNET_PARAMS[variant], None, dev)
+        out.append((_dtype_name(weight), None if cast is None else _dtype_name(cast)))
+    return out
 
 
 def _dtype_name(dtype) -> str:
@@ -59,11 +78,14 @@ def check_run(what: str, *, variant: str, width: int, height: int, frames: int, 
               cfg_batched: bool = True, weight_dtype: Optional[str] = None, compute_dtype: Optional[str] = None,
               attention: str = "sdpa", weight_bytes: Optional[int] = None) -> list[str]:
     """Lines for the node UI; raises ValueError (before anything large is allocated) when the run cannot fit."""
-    free, total, device, gpu = device_memory()
-    half = "fp16" if weight_dtype in (None, "fp8") else weight_dtype
+    free, total, device, gpu, vae_dtype = device_memory()
+    known = weight_dtype is not None
+    choices = [(weight_dtype, compute_dtype)] if known else default_dtypes(variant)
+    fp8_compute = compute_dtype if known else choices[-1][1]
     smallest = M.estimate_run(variant, width, height, frames, batch, cfg_batched=False, weight_dtype="fp8",
-                              compute_dtype=compute_dtype or half, attention="sdpa" if attention == "math" else
-                              attention, frames_per_batch=1, tile_size=512, gpu=gpu)
+                              compute_dtype=fp8_compute if fp8_compute != "fp8" else None,
+                              attention="sdpa" if attention == "math" else attention, frames_per_batch=1,
+                              tile_size=512, vae_dtype=vae_dtype, gpu=gpu)
     limit = total if total is not None else 2 ** 50
     if weight_bytes:  # the loaded model's real size (the formula assumes the full-size checkpoint)
         smallest = dataclasses.replace(smallest, unet_weights=min(smallest.unet_weights, int(weight_bytes)))
@@ -71,16 +93,15 @@ def check_run(what: str, *, variant: str, width: int, height: int, frames: int, 
     if refused:
         raise ValueError(f"{what}: {refused}")
     lines = []
-    dtypes = [weight_dtype] if weight_dtype else ["fp16", "fp8"]
-    for dtype in dtypes:
+    for i, (dtype, compute) in enumerate(choices):
         est = M.estimate_run(variant, width, height, frames, batch, cfg_batched=cfg_batched, weight_dtype=dtype,
-                             compute_dtype=compute_dtype, attention=attention, gpu=gpu)
+                             compute_dtype=compute, attention=attention, vae_dtype=vae_dtype, gpu=gpu)
         if weight_bytes:
             est = dataclasses.replace(est, unet_weights=int(weight_bytes))
-        label = "" if weight_dtype else f" with {'fp16/bf16' if dtype == 'fp16' else 'fp8'} weights"
-        line, warning = M.describe(est, free=free, device=device, frames=frames, weight_dtype=dtype)
-        lines.append(line.replace("memory:", f"memory{label}:", 1))
-        if warning and dtype == dtypes[0]:  # fp16 unless known: its advice names fp8 too
+        line, warning = M.describe(est, free=free, device=device, frames=frames, weight_dtype=dtype,
+                                   label="" if known else f" with {dtype} weights", offloads=gpu)
+        lines.append(line)
+        if warning and i == 0:  # the default choice; its advice names fp8 too
             LOG.warning("%s: %s", what, warning)
             lines.append("WARNING: " + warning)
     return lines

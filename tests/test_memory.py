@@ -3,6 +3,7 @@ estimate is within 2 % of every GPU measurement in bench/measured."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -90,3 +91,13 @@ def test_huge_request_is_refused():
     msg = M.refusal(est, 80 * M.GIB)
     assert msg is not None and "at least" in msg and "TiB" not in msg
     assert M.refusal(M.estimate_run(), 80 * M.GIB) is None
+
+
+def test_warning_fits_the_device_and_skips_a_worthless_fp8_tip():
+    est = M.estimate_run("i2vgen_xl", 1280, 704, 16, 1, weight_dtype="fp32", vae_dtype="fp32", gpu=False)
+    line, warning = M.describe(est, free=8 * M.GIB, device="the CPU (RAM)", frames=16, weight_dtype="fp32",
+                               label=" with fp32 weights", offloads=False)
+    assert line.startswith("Estimated peak memory with fp32 weights on the CPU (RAM): ")
+    assert "swap" in warning and "offload" not in warning and "saves 4.0 GiB" in warning
+    tiny = dataclasses.replace(est, unet_weights=20 * 2**20)  # a demo-size model: fp8 would save nothing worth it
+    assert not any("fp8" in tip for tip in M.advice(tiny, 8 * M.GIB, frames=16, weight_dtype="fp32"))

@@ -380,6 +380,29 @@ def every_video_node_rejects_image_latents():
     return messages
 
 
+@check
+def memory_estimate_follows_the_device():
+    """On a --cpu server the estimate is of CPU RAM with what ComfyUI runs there (fp32 weights, activations and VAE)
+    and fp8 weights; the refine sampler's estimate uses the loaded model's dtype and size."""
+    import torch
+    from i2vgen_pkg.i2vgen_core import memory as M
+    from i2vgen_pkg.nodes.memory_ui import check_run, default_dtypes, model_settings
+
+    assert default_dtypes("i2vgen_xl") == [("fp32", None), ("fp8", "fp32")], default_dtypes("i2vgen_xl")
+    lines = check_run("I2VGen-XL Conditioning", variant="i2vgen_xl", width=1280, height=704, frames=16, batch=1)
+    fp32 = M.estimate_run("i2vgen_xl", 1280, 704, 16, 1, weight_dtype="fp32", vae_dtype="fp32", gpu=False)
+    fp8 = M.estimate_run("i2vgen_xl", 1280, 704, 16, 1, weight_dtype="fp8", compute_dtype="fp32",
+                         vae_dtype="fp32", gpu=False)
+    assert lines[0].startswith(f"Estimated peak memory with fp32 weights on the CPU (RAM): {M.gib(fp32.peak)}"), lines
+    fp8_line = next(line for line in lines if line.startswith("Estimated peak memory with fp8 weights"))
+    assert f": {M.gib(fp8.peak)} " in fp8_line, (fp8_line, fp8.to_dict())
+    settings = model_settings(tiny_patcher("ms_vid2vid_xl", weight_dtype=torch.float16, manual_cast=torch.float32))
+    assert (settings["weight_dtype"], settings["compute_dtype"]) == ("fp16", "fp32"), settings
+    refine = check_run("I2VGen-XL Refine Sampler", width=1280, height=720, frames=32, batch=1, **settings)
+    assert refine[0].startswith("Estimated peak memory on the CPU (RAM): "), refine
+    return {"conditioning": lines, "refine": refine}
+
+
 def run_checks(checks, only=None, skip_reason=None) -> None:
     """Run each check (all, or those named in `only`), printing one JSON object per check; a failing check is
     reported and the next one runs. `skip_reason(fn)` may return why a check is skipped (reported as ok)."""

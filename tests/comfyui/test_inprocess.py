@@ -23,6 +23,7 @@ CHECKS = (
     "loader_loads_linked_files_and_names_broken_ones",
     "memory_manager_loads_and_frees_the_model",
     "every_video_node_rejects_image_latents",
+    "memory_estimate_follows_the_device",
 )
 
 

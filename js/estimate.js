@@ -3,27 +3,11 @@
 // single source of truth) and arrives as the node's UI output {"text": [...]} when it executes; a warning line
 // (the run exceeds the device's free memory, with what to change) is drawn in amber.
 import { app } from "../../scripts/app.js";
+import { wrapText } from "./text.js";
 
 const EXTENSION_NAME = "I2VGenXL.MemoryEstimate";
 const NODES = new Set(["I2VGenXLConditioning", "I2VGenXLRefineSampler"]);
 const LINE = 13;
-
-function wrap(ctx, text, width) {
-  const words = String(text).split(" ");
-  const lines = [];
-  let line = "";
-  for (const word of words) {
-    const next = line ? `${line} ${word}` : word;
-    if (line && ctx.measureText(next).width > width) {
-      lines.push(line);
-      line = word;
-    } else {
-      line = next;
-    }
-  }
-  if (line) lines.push(line);
-  return lines;
-}
 
 if (!app.extensions?.some?.((extension) => extension.name === EXTENSION_NAME)) {
   app.registerExtension({
@@ -53,7 +37,7 @@ if (!app.extensions?.some?.((extension) => extension.name === EXTENSION_NAME)) {
         let y = this.size[1] + LINE;
         for (const entry of this.i2vgenMemoryText) {
           ctx.fillStyle = entry.startsWith("WARNING") ? "#e8a33d" : "#9ab";
-          for (const line of wrap(ctx, entry, Math.max(200, this.size[0]))) {
+          for (const line of wrapText(ctx, entry, Math.max(200, this.size[0]))) {
             ctx.fillText(line, 0, y);
             y += LINE;
           }

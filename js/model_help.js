@@ -5,6 +5,7 @@
 // file is not on the server, the node shows which file to get, from which public repository and into which
 // ComfyUI/models/ folder. The table comes from the server (GET /i2vgen-xl/model_files = i2vgen_core/model_files.py).
 import { app } from "../../scripts/app.js";
+import { wrapText } from "./text.js";
 import { api } from "../../scripts/api.js";
 
 const EXTENSION_NAME = "I2VGenXL.ModelHelp";
@@ -72,25 +73,6 @@ function missingHelp(node) {
   return [head, ...files.filter((f) => f.role === "unet").map(hintFor)];
 }
 
-// Split `text` at spaces into rows no wider than `width` (a word longer than that gets a row of its own).
-function wrap(ctx, text, width) {
-  const rows = [];
-  let row = "";
-  for (const word of String(text).split(" ")) {
-    const candidate = row ? `${row} ${word}` : word;
-    if (row && ctx.measureText(candidate).width > width) {
-      rows.push(row);
-      row = word;
-    } else {
-      row = candidate;
-    }
-  }
-  if (row) {
-    rows.push(row);
-  }
-  return rows;
-}
-
 function alreadyRegistered() {
   return Boolean(app.extensions?.some?.((extension) => extension.name === EXTENSION_NAME));
 }
@@ -122,7 +104,7 @@ if (!alreadyRegistered()) {
         ctx.fillStyle = COLOR;
         ctx.textAlign = "left";
         // inside the node, under its widgets: grow the node to fit the wrapped lines
-        const rows = lines.flatMap((line) => wrap(ctx, line, this.size[0] - 12));
+        const rows = lines.flatMap((line) => wrapText(ctx, line, this.size[0] - 12));
         const top = this.computeSize?.()[1] ?? this.size[1];
         const need = top + 6 + 13 * rows.length;
         if (this.size[1] < need) {

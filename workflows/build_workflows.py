@@ -41,6 +41,8 @@ def _model_files():
 MODEL_FILES = _model_files()
 #: Loader nodes and the widget holding their file: they carry ComfyUI's properties.models (name, url, directory),
 #: so that opening a workflow without the files offers the downloads (ComfyUI's missing-models dialog).
+#: Pixels left free under each loader node for the on-node help about a missing file (about 6 rows of text).
+HELP_ROOM = 80
 MODEL_WIDGETS = {"I2VGenXLModelLoader": "unet_name", "CLIPLoader": "clip_name", "CLIPVisionLoader": "clip_name",
                  "VAELoader": "vae_name"}
 
@@ -407,7 +409,8 @@ def to_ui(graph: Graph, object_info: dict) -> dict:
         col = depths[n.id]
         y = column_y.get(col, 60.0)
         height = _node_height(info, n)
-        column_y[col] = y + height + 40
+        # under a loader: room for the help js/model_help.js draws (growing the node) when its file is missing
+        column_y[col] = y + height + 40 + (HELP_ROOM if n.class_type in MODEL_WIDGETS else 0)
         node = {"id": n.id, "type": n.class_type, "pos": [60 + 400 * col, y], "size": [340, height], "flags": {},
                 "order": order[n.id], "mode": 0, "inputs": inputs, "outputs": outputs,
                 "properties": {"Node name for S&R": n.class_type}, "widgets_values": widgets}

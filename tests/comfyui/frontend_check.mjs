@@ -158,6 +158,72 @@ function snapTexts(cases) {
   return { cases: out, texts_when_off: texts };
 }
 
+// Runs in the page: load a workflow; each node's box (title and body, after the model help has grown a loader whose
+// files are missing) and the box of every text the pack draws around it (the memory estimate, given as
+// `estimateLines`, under Conditioning / Refine Sampler; size hints in the title bar); every node box that overlaps
+// another node's box, and every drawn text that overlaps another node's box.
+async function layoutCheck({ graph, name, estimateLines }) {
+  const app = window.app;
+  await app.loadGraphData(graph, true, true, name);
+  const title = window.LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+  let boxes = [];
+  for (let pass = 0; pass < 2; pass++) { // the model help resizes its node while it draws
+    boxes = [];
+    for (const node of app.graph.nodes) {
+      if (estimateLines && ["I2VGenXLConditioning", "I2VGenXLRefineSampler"].includes(node.type)) {
+        node.i2vgenMemoryText = estimateLines;
+      }
+      const ctx = document.createElement("canvas").getContext("2d");
+      const texts = [];
+      const fillText = ctx.fillText.bind(ctx);
+      ctx.fillText = (text, x, y, ...rest) => {
+        const width = ctx.measureText(String(text)).width;
+        const left = ctx.textAlign === "right" || ctx.textAlign === "end" ? x - width
+          : ctx.textAlign === "center" ? x - width / 2 : x;
+        texts.push({ text: String(text), x: node.pos[0] + left, y: node.pos[1] + y - 11, w: width, h: 14 });
+        return fillText(text, x, y, ...rest);
+      };
+      node.onDrawForeground?.(ctx, app.canvas);
+      boxes.push({ id: node.id, type: node.type, x: node.pos[0], y: node.pos[1] - title, w: node.size[0],
+                   h: node.size[1] + title, texts });
+    }
+  }
+  const hit = (a, b) => Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x) > 0.5 &&
+    Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y) > 0.5;
+  const overlaps = [];
+  for (const a of boxes) {
+    for (const b of boxes) {
+      if (a === b) {
+        continue;
+      }
+      if (a.id < b.id && hit(a, b)) {
+        overlaps.push({ node: `${a.id} ${a.type}`, other: `${b.id} ${b.type}` });
+      }
+      for (const t of a.texts) {
+        if (hit(t, b)) {
+          overlaps.push({ text: t.text, of: `${a.id} ${a.type}`, other: `${b.id} ${b.type}` });
+        }
+      }
+    }
+  }
+  return { boxes: boxes.map(({ texts, ...box }) => ({ ...box, texts: texts.length })), overlaps };
+}
+
+// A copy of a UI workflow whose every model file (the widgets that properties.models names) is not on the server.
+function withMissingModels(graph) {
+  const copy = JSON.parse(JSON.stringify(graph));
+  for (const node of copy.nodes) {
+    for (const model of node.properties?.models ?? []) {
+      const index = node.widgets_values?.indexOf(model.name) ?? -1;
+      if (index >= 0) {
+        node.widgets_values[index] = `missing_${model.name}`;
+        model.name = `missing_${model.name}`;
+      }
+    }
+  }
+  return copy;
+}
+
 async function main() {
   const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
   const timeout = config.timeout_ms ?? 120000;
@@ -232,6 +298,16 @@ async function main() {
       described.dialogs = await openDialogs(page);
       report.workflows[name] = described;
       await closeDialogs(page);
+    }
+    report.layouts = {};
+    for (const { name, path: file } of config.workflows) {
+      const graph = JSON.parse(fs.readFileSync(file, "utf8"));
+      const lines = config.estimate_lines ?? null;
+      const present = await page.evaluate(layoutCheck, { graph, name, estimateLines: lines });
+      const missing = await page.evaluate(layoutCheck, { graph: withMissingModels(graph), name, estimateLines: lines });
+      await page.waitForTimeout(300);
+      await closeDialogs(page);
+      report.layouts[name] = { present, missing };
     }
     report.snap = await page.evaluate(snapTexts, config.snap_cases ?? []);
   } catch (err) {

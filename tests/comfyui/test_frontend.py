@@ -89,13 +89,30 @@ def browser_tools() -> dict:
     return {"node": node, "chromium": chromium, "env": env}
 
 
+def estimate_lines_with_warning() -> list[str]:
+    """What I2VGen-XL Conditioning shows at its largest: the estimate with a warning, and the fp8 line."""
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from i2vgen_core import memory as M
+
+    lines = []
+    for dtype in ("fp16", "fp8"):
+        est = M.estimate_run("i2vgen_xl", 1280, 704, 16, 1, weight_dtype=dtype)
+        line, warning = M.describe(est, free=6 * M.GIB, device="the GPU (cuda:0)", frames=16, weight_dtype=dtype,
+                                   label=f" with {dtype} weights")
+        lines += [line] + (["WARNING: " + warning] if warning and dtype == "fp16" else [])
+    return lines
+
+
 @pytest.fixture(scope="module")
 def report(comfyui_install, browser_tools, comfy_server, tmp_path_factory) -> dict:
     """Run frontend_check.mjs once (one browser) against the server; its JSON report."""
     work = tmp_path_factory.mktemp("frontend")
     config = {"url": comfy_server.client.base, "out": str(work / "report.json"), "chromium": browser_tools["chromium"],
               "workflows": [{"name": p.stem, "path": str(p)} for p in UI_WORKFLOWS],
-              "snap_cases": [list(c) for c in SNAP_CASES], "timeout_ms": 120_000}
+              "snap_cases": [list(c) for c in SNAP_CASES], "timeout_ms": 120_000,
+              "estimate_lines": estimate_lines_with_warning()}
     (work / "config.json").write_text(json.dumps(config))
     try:
         proc = subprocess.run([browser_tools["node"], str(SCRIPT), str(work / "config.json")], cwd=HERE,
@@ -289,6 +306,18 @@ def test_latent_upscale_hint_matches_the_python_snap(report):
                     w, h = snap_refiner_size(values["width"], values["height"])
                     assert any(f"{w}x{h}" in t for t in got["foreground_text"].get(str(node["id"]), [])), \
                         (name, node["id"], got["foreground_text"])
+
+
+@pytest.mark.parametrize("name", [p.stem for p in UI_WORKFLOWS])
+def test_layouts_leave_room_for_what_the_pack_draws(report, name):
+    """No two nodes of a shipped workflow overlap, counting the model help a loader grows by when its files are
+    missing and the memory estimate (with a warning) drawn under Conditioning and Refine Sampler."""
+    got = report["layouts"][name]
+    for case in ("present", "missing"):
+        assert got[case]["overlaps"] == [], (case, got[case]["overlaps"])
+    helped = [b for b in got["missing"]["boxes"] if b["type"] in ("I2VGenXLModelLoader", "CLIPLoader",
+                                                                   "CLIPVisionLoader", "VAELoader")]
+    assert helped and all(b["texts"] > 0 for b in helped), helped
 
 
 def test_templates_are_listed(comfy_server, pack_name):

@@ -55,10 +55,11 @@ def preview_prompt() -> dict:
 
 
 def warning_prompt() -> dict:
-    """I2VGen-XL Conditioning set up for 1280x704 x 48 frames: its estimate exceeds the CPU server's free memory
-    (about 30 GiB) but its smallest form fits the device, so it runs and warns (fps 17: not cached elsewhere)."""
+    """I2VGen-XL Conditioning set up for 1280x704 x 24 frames: on a --cpu server (fp32) its estimate, about 37 GiB,
+    exceeds the free RAM of a machine like this one (24 GiB) but its smallest form (fp8 weights, CFG unbatched,
+    about 15 GiB) fits, so it runs and warns (fps 17: not cached elsewhere)."""
     return {"1": {"class_type": "I2VGenXLConditioning",
-                  "inputs": {"width": 1280, "height": 704, "length": 48, "fps": 17, "batch_size": 1}},
+                  "inputs": {"width": 1280, "height": 704, "length": 24, "fps": 17, "batch_size": 1}},
             "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 2]}}}
 
 
@@ -157,8 +158,8 @@ def test_loader_nodes_say_what_to_get_before_a_run(report):
     assert len(renamed) >= 3, report["missing_help"]
     for node_id, got in renamed.items():
         text = " ".join(got["help"])
-        drawn = " ".join(got["texts"])  # the lines, wrapped to the node's width
-        assert got["help"] and drawn.endswith(" ".join(got["help"])), got
+        drawn = "".join("".join(got["texts"]).split())  # the lines wrapped to the node's width (long paths broken)
+        assert got["help"] and drawn.endswith("".join("".join(got["help"]).split())), got
         assert "huggingface.co/ali-vilab/" in text and "into models/" in text, got
     present = [v for v in report["missing_help"].values() if not v["renamed"] and v["type"] in
                ("CLIPLoader", "CLIPVisionLoader", "I2VGenXLModelLoader", "VAELoader")]

@@ -5,7 +5,7 @@
 // file is not on the server, the node shows which file to get, from which public repository and into which
 // ComfyUI/models/ folder. The table comes from the server (GET /i2vgen-xl/model_files = i2vgen_core/model_files.py).
 import { app } from "../../scripts/app.js";
-import { wrapText } from "./text.js";
+import { wrapText } from "./common.js";
 import { api } from "../../scripts/api.js";
 
 const EXTENSION_NAME = "I2VGenXL.ModelHelp";

@@ -5,36 +5,18 @@
 // while the input is linked and writes the size the video will get ("size from image_latent: 1280x704", read from
 // the I2VGen-XL Detail Encode it comes from), so the size is typed once, on Detail Encode.
 import { app } from "../../scripts/app.js";
+import { conditioningSize, widget } from "./common.js";
 
 const EXTENSION_NAME = "I2VGenXL.OneSize";
 const NODE = "I2VGenXLConditioning";
-const SOURCE = "I2VGenXLDetailEncode";
-
-function linkedSource(node, inputName) {
-  const input = node.inputs?.find((i) => i.name === inputName);
-  if (input?.link == null) {
-    return null;
-  }
-  const link = node.graph?.links?.[input.link] ?? node.graph?.links?.get?.(input.link);
-  return link ? node.graph.getNodeById(link.origin_id) : null;
-}
-
-function widget(node, name) {
-  return node.widgets?.find((w) => w.name === name);
-}
 
 // {linked, text} for a Conditioning node (exported on window for the browser test).
 function sizeRule(node) {
-  const source = linkedSource(node, "image_latent");
-  if (!source) {
+  const size = conditioningSize(node);
+  if (!size.linked) {
     return { linked: false, text: null };
   }
-  if (source.type === SOURCE) {
-    const w = widget(source, "width")?.value;
-    const h = widget(source, "height")?.value;
-    return { linked: true, text: `size from image_latent: ${w}x${h}` };
-  }
-  return { linked: true, text: "size from image_latent" };
+  return { linked: true, text: size.width ? `size from image_latent: ${size.width}x${size.height}` : "size from image_latent" };
 }
 
 function alreadyRegistered() {

@@ -19,5 +19,6 @@ for _module in _MODULES:
 preview.install()  # animated previews of every frame (js/preview.js; opt-out setting "I2VGen-XL.AnimatedPreview")
 preview.register_routes()
 model_help.register_routes()
+encode.register_routes()  # the Conditioning node's memory estimate before a run (js/estimate.js)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

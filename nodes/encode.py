@@ -12,7 +12,10 @@ from ..i2vgen_core.sizes import pixel_size_error
 from .memory_ui import check_run
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
                      MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, check_pixel_size, encode_frames,
-                     intermediate_device, single_image)
+                     intermediate_device, server_routes, single_image)
+
+#: The Conditioning node's estimate before a run (js/estimate.js asks while the widgets change).
+ESTIMATE_ROUTE = "/i2vgen-xl/memory_estimate"
 
 
 
@@ -33,6 +36,45 @@ def size_from_image_latent(image_latent, width: int, height: int) -> tuple[int, 
     if not isinstance(lat, torch.Tensor) or lat.ndim not in (4, 5):
         return int(width), int(height)  # the shape check in condition() reports it
     return int(lat.shape[-1]) * 8, int(lat.shape[-2]) * 8
+
+
+def conditioning_variant(has_image_latent: bool, has_clip_vision: bool) -> str:
+    """The model a Conditioning node sets up: I2VGen-XL with an image latent (or neither input), MS-Image2Video
+    with the CLIP image embedding alone."""
+    return "i2vgen_xl" if has_image_latent or not has_clip_vision else "ms_image2video"
+
+
+def conditioning_estimate(query) -> list[str]:
+    """The memory estimate of a Conditioning node's run before it runs (GET /i2vgen-xl/memory_estimate): `query`
+    maps width, height, length, batch_size and image_latent / clip_vision_output (1 when linked) to strings."""
+    try:
+        width, height = int(query["width"]), int(query["height"])
+        length, batch = int(query.get("length", 16)), int(query.get("batch_size", 1))
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("expected integer width, height, length and batch_size") from None
+    problem = pixel_size_error(width, height)
+    if problem:
+        raise ValueError(problem)
+    if length < 1 or batch < 1:
+        raise ValueError("length and batch_size must be at least 1")
+    variant = conditioning_variant(query.get("image_latent") == "1", query.get("clip_vision_output") == "1")
+    return check_run("I2VGen-XL Conditioning", variant=variant, width=width, height=height, frames=length,
+                     batch=batch, refuse=False)
+
+
+def register_routes() -> None:
+    """GET /i2vgen-xl/memory_estimate?width&height&length&batch_size&image_latent&clip_vision_output: {lines}."""
+    found = server_routes()
+    if found is None:
+        return
+    routes, web = found
+
+    @routes.get(ESTIMATE_ROUTE)
+    async def memory_estimate(request):
+        try:
+            return web.json_response({"lines": conditioning_estimate(request.rel_url.query)})
+        except ValueError as err:
+            return web.json_response({"error": str(err)}, status=400)
 
 
 class I2VGenXLSemanticEncode:
@@ -180,7 +222,7 @@ class I2VGenXLConditioning:
         if length < 1:
             raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
         h, w = height // 8, width // 8
-        variant = "i2vgen_xl" if image_latent is not None or clip_vision_output is None else "ms_image2video"
+        variant = conditioning_variant(image_latent is not None, clip_vision_output is not None)
         estimate = check_run("I2VGen-XL Conditioning", variant=variant, width=width, height=height, frames=length,
                              batch=batch_size)  # refuses a run that cannot fit before the latent is allocated
         pos_values: dict = {COND_FPS: int(fps)}

@@ -76,8 +76,9 @@ def model_settings(model) -> dict:
 
 def check_run(what: str, *, variant: str, width: int, height: int, frames: int, batch: int,
               cfg_batched: bool = True, weight_dtype: Optional[str] = None, compute_dtype: Optional[str] = None,
-              attention: str = "sdpa", weight_bytes: Optional[int] = None) -> list[str]:
-    """Lines for the node UI; raises ValueError (before anything large is allocated) when the run cannot fit."""
+              attention: str = "sdpa", weight_bytes: Optional[int] = None, refuse: bool = True) -> list[str]:
+    """Lines for the node UI; raises ValueError (before anything large is allocated) when the run cannot fit, or
+    with `refuse` False (the estimate shown before a run) gives that reason as a WARNING line instead."""
     free, total, device, gpu, vae_dtype = device_memory()
     known = weight_dtype is not None
     choices = [(weight_dtype, compute_dtype)] if known else default_dtypes(variant)
@@ -90,9 +91,11 @@ def check_run(what: str, *, variant: str, width: int, height: int, frames: int, 
     if weight_bytes:  # the loaded model's real size (the formula assumes the full-size checkpoint)
         smallest = dataclasses.replace(smallest, unet_weights=min(smallest.unet_weights, int(weight_bytes)))
     refused = M.refusal(smallest, limit, device=device)
-    if refused:
-        raise ValueError(f"{what}: {refused}")
     lines = []
+    if refused and refuse:
+        raise ValueError(f"{what}: {refused}")
+    if refused:
+        lines.append(f"WARNING: {refused[0].upper()}{refused[1:]}")
     for i, (dtype, compute) in enumerate(choices):
         est = M.estimate_run(variant, width, height, frames, batch, cfg_batched=cfg_batched, weight_dtype=dtype,
                              compute_dtype=compute, attention=attention, vae_dtype=vae_dtype, gpu=gpu)

@@ -309,6 +309,37 @@ async function main() {
       await closeDialogs(page);
       report.layouts[name] = { present, missing };
     }
+    // The memory estimate of I2VGen-XL Conditioning before any run, and again after its length and the Detail
+    // Encode's size change (js/estimate.js asks the server as the widgets change).
+    if (config.live_estimate_workflow) {
+      const graph = JSON.parse(fs.readFileSync(config.live_estimate_workflow, "utf8"));
+      await page.evaluate(async (g) => { await window.app.loadGraphData(g, true, true, "live_estimate"); }, graph);
+      await closeDialogs(page);
+      const read = async (change) => {
+        await page.evaluate((c) => {
+          const app = window.app;
+          if (c) {
+            const node = app.graph.nodes.find((n) => n.type === c.type);
+            const w = node.widgets.find((x) => x.name === c.widget);
+            w.value = c.value;
+            w.callback?.(c.value);
+          }
+          app.canvas.setDirty(true, true);
+          app.canvas.draw(true, true);
+        }, change);
+        await page.waitForTimeout(1500);
+        return page.evaluate(() => {
+          window.app.canvas.draw(true, true);
+          const node = window.app.graph.nodes.find((n) => n.type === "I2VGenXLConditioning");
+          return { lines: node.i2vgenMemoryText ?? null, query: node.i2vgenEstimateQuery ?? null };
+        });
+      };
+      report.live_estimate = {
+        loaded: await read(null),
+        length_48: await read({ type: "I2VGenXLConditioning", widget: "length", value: 48 }),
+        detail_320: await read({ type: "I2VGenXLDetailEncode", widget: "width", value: 320 }),
+      };
+    }
     report.snap = await page.evaluate(snapTexts, config.snap_cases ?? []);
   } catch (err) {
     report.fatal = String(err?.stack ?? err);

@@ -112,7 +112,8 @@ def report(comfyui_install, browser_tools, comfy_server, tmp_path_factory) -> di
     config = {"url": comfy_server.client.base, "out": str(work / "report.json"), "chromium": browser_tools["chromium"],
               "workflows": [{"name": p.stem, "path": str(p)} for p in UI_WORKFLOWS],
               "snap_cases": [list(c) for c in SNAP_CASES], "timeout_ms": 120_000,
-              "estimate_lines": estimate_lines_with_warning()}
+              "estimate_lines": estimate_lines_with_warning(),
+              "live_estimate_workflow": str(REPO / "workflows" / "i2vgen_xl_cascade.json")}
     (work / "config.json").write_text(json.dumps(config))
     try:
         proc = subprocess.run([browser_tools["node"], str(SCRIPT), str(work / "config.json")], cwd=HERE,
@@ -318,6 +319,24 @@ def test_layouts_leave_room_for_what_the_pack_draws(report, name):
     helped = [b for b in got["missing"]["boxes"] if b["type"] in ("I2VGenXLModelLoader", "CLIPLoader",
                                                                    "CLIPVisionLoader", "VAELoader")]
     assert helped and all(b["texts"] > 0 for b in helped), helped
+
+
+def test_conditioning_shows_its_memory_estimate_before_a_run(report):
+    """Opening a workflow draws the estimate under I2VGen-XL Conditioning without running anything; it follows the
+    length widget and the size typed on I2VGen-XL Detail Encode (the one-size rule)."""
+    live = report["live_estimate"]
+    first = live["loaded"]["lines"]
+    assert first and first[0].startswith("Estimated peak memory with "), live
+    assert "width=640&height=352&length=16" in live["loaded"]["query"], live
+    longer = live["length_48"]
+    assert "length=48" in longer["query"] and longer["lines"][0] != first[0], live
+    narrower = live["detail_320"]
+    assert "width=320&height=352&length=48" in narrower["query"] and narrower["lines"][0] != longer["lines"][0], live
+
+    def sampling(lines):  # "... sampling 12.3 GiB ..." of the first line
+        return float(lines[0].split("sampling ")[1].split(" GiB")[0])
+
+    assert sampling(first) < sampling(longer["lines"]) and sampling(narrower["lines"]) < sampling(longer["lines"])
 
 
 def test_templates_are_listed(comfy_server, pack_name):

@@ -78,3 +78,31 @@ def test_conditioning_takes_its_size_from_the_image_latent(comfy_server):
     item = result.executed["5"]["latents"][0]
     latent = load_file(str(comfy_server.output_dir / item["subfolder"] / item["filename"]))["latent_tensor"]
     assert tuple(latent.shape) == (1, 4, 3, 8, 12), latent.shape
+
+
+def test_memory_estimate_route_gives_the_conditioning_estimate_before_a_run(comfy_server):
+    """GET /i2vgen-xl/memory_estimate (what js/estimate.js shows while the graph is edited): the same lines the
+    Conditioning node gives when it runs, a size rule's message for a bad size, and a WARNING for a run that can
+    never fit, instead of the refusal the node raises."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def get(query: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"{comfy_server.client.base}/i2vgen-xl/memory_estimate?{query}",
+                                        timeout=60) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    status, body = get("width=1280&height=704&length=16&batch_size=1&image_latent=1&clip_vision_output=1")
+    assert status == 200 and body["lines"][0].startswith("Estimated peak memory with fp32 weights on the CPU (RAM): "), body
+    assert any(line.startswith("Estimated peak memory with fp8 weights") for line in body["lines"]), body
+    shorter = get("width=1280&height=704&length=8&batch_size=1&image_latent=1&clip_vision_output=1")[1]
+    assert shorter["lines"][0] != body["lines"][0], (shorter, body)
+    status, bad = get("width=1001&height=704&length=16&batch_size=1")
+    assert status == 400 and "1001" in bad["error"], bad
+    status, huge = get("width=8192&height=8192&length=1000&batch_size=1")
+    assert status == 200 and huge["lines"][0].startswith("WARNING: This run needs at least "), huge
+    assert "cannot run" in huge["lines"][0], huge

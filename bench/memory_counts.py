@@ -65,7 +65,7 @@ CPU_POINTS = [("i2vgen_xl", 2, 8, 32, 32), ("i2vgen_xl", 1, 16, 24, 40), ("ms_vi
 def cpu_points() -> list[dict]:
     """Measured CPU peaks (allocator, fp32, full-size random UNets) against the estimate's activation term."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from common import peak_cpu_allocated, random_ours
+    from common import make_inputs, peak_cpu_allocated, random_ours
 
     rows, built = [], {}
     for variant, b, f, h, w in CPU_POINTS:
@@ -73,17 +73,8 @@ def cpu_points() -> list[dict]:
             built.clear()
             built[variant] = random_ours(variant_config(variant)).eval().requires_grad_(False)
         unet, config = built[variant], built[variant].config
-        g = torch.Generator().manual_seed(0)
-        kw = {}
-        if config.use_text:
-            kw["text"] = torch.randn(b, 77, config.context_dim, generator=g)
-        if config.use_image_embedding:
-            kw["image_embedding"] = torch.randn(b, config.image_embedding_dim, generator=g)
-        if config.use_image_latent:
-            kw["image_latent"] = torch.randn(b, 4, h, w, generator=g)
-        if config.use_fps:
-            kw["fps"] = 16
-        x, t = torch.randn(b, 4, f, h, w, generator=g), torch.full((b,), 500)
+        ours, _, x, t = make_inputs(config, b, f, h, w, seed=0)
+        kw = {k: v for k, v in ours.items() if getattr(config, f"use_{k}")}  # what the variant takes
 
         def forward():
             with torch.inference_mode():

@@ -60,7 +60,9 @@ def model_settings(model) -> dict:
         weight = torch.float16
     cast = getattr(inner, "manual_cast_dtype", None)
     settings["weight_dtype"] = _dtype_name(weight)
-    settings["compute_dtype"] = _dtype_name(cast if cast is not None else weight)
+    compute = cast if cast is not None else weight
+    # fp8 weights computed as they are (fp8 matmuls) still keep fp16/bf16 activations: the formula's default
+    settings["compute_dtype"] = None if _dtype_name(compute) == "fp8" else _dtype_name(compute)
     unet = getattr(inner, "diffusion_model", None)
     backend = next((m.backend for m in unet.modules() if isinstance(getattr(m, "backend", None), str)),
                    "sdpa") if isinstance(unet, torch.nn.Module) else "sdpa"
@@ -84,7 +86,7 @@ def check_run(what: str, *, variant: str, width: int, height: int, frames: int, 
     choices = [(weight_dtype, compute_dtype)] if known else default_dtypes(variant)
     fp8_compute = compute_dtype if known else choices[-1][1]
     smallest = M.estimate_run(variant, width, height, frames, batch, cfg_batched=False, weight_dtype="fp8",
-                              compute_dtype=fp8_compute if fp8_compute != "fp8" else None,
+                              compute_dtype=fp8_compute,
                               attention="sdpa" if attention == "math" else attention, frames_per_batch=1,
                               tile_size=512, vae_dtype=vae_dtype, gpu=gpu)
     limit = total if total is not None else 2 ** 50

@@ -398,6 +398,8 @@ def memory_estimate_follows_the_device():
     assert f": {M.gib(fp8.peak)} " in fp8_line, (fp8_line, fp8.to_dict())
     settings = model_settings(tiny_patcher("ms_vid2vid_xl", weight_dtype=torch.float16, manual_cast=torch.float32))
     assert (settings["weight_dtype"], settings["compute_dtype"]) == ("fp16", "fp32"), settings
+    fp8 = model_settings(tiny_patcher("ms_vid2vid_xl", weight_dtype=torch.float8_e4m3fn))
+    assert (fp8["weight_dtype"], fp8["compute_dtype"]) == ("fp8", None), fp8  # activations stay fp16/bf16
     refine = check_run("I2VGen-XL Refine Sampler", width=1280, height=720, frames=32, batch=1, **settings)
     assert refine[0].startswith("Estimated peak memory on the CPU (RAM): "), refine
     return {"conditioning": lines, "refine": refine}

@@ -173,8 +173,11 @@ def gib(nbytes: float) -> str:
 
 
 def advice(estimate: MemoryEstimate, available: int, *, frames: int, weight_dtype="fp16",
-           tile_size: Optional[int] = None, frames_per_batch: int = 2) -> list[str]:
-    """What to change so the run fits in `available` bytes, most effective first (empty when it fits)."""
+           tile_size: Optional[int] = None, frames_per_batch: int = 2, windows: Optional[int] = None) -> list[str]:
+    """What to change so the run fits in `available` bytes, most effective first (empty when it fits).
+
+    `windows`: None for a node without context windows, 0 for one with them off, else the window length (then
+    `frames` is the window's)."""
     if estimate.peak <= available:
         return []
     tips = []
@@ -184,7 +187,13 @@ def advice(estimate: MemoryEstimate, available: int, *, frames: int, weight_dtyp
     per_frame = estimate.sampling / max(1, frames)
     over = estimate.peak - available
     fewer = min(frames - 1, int(-(-over // max(1, per_frame))))
-    if fewer > 0:
+    if fewer > 0 and windows == 0:
+        tips.append(f"refine in context windows: context_frames {frames - fewer} keeps the memory of "
+                    f"{frames - fewer} frames whatever the video's length (saves {gib(per_frame * fewer)})")
+    elif fewer > 0 and windows:
+        tips.append(f"use a smaller context_frames (each frame of a window costs about {gib(per_frame)}; "
+                    f"{frames - fewer} instead of {frames} saves {gib(per_frame * fewer)})")
+    elif fewer > 0:
         tips.append(f"use fewer frames (each costs about {gib(per_frame)}; {frames - fewer} instead of {frames} "
                     f"saves {gib(per_frame * fewer)})")
     decode = []

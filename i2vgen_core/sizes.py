@@ -2,7 +2,7 @@
 
 Every size check of the package is defined here once; the nodes, the pipeline, the UNet's input check and the
 headless client call these functions. The file needs only the standard library (``workflows/headless_api.py``
-loads it by path, without torch); ``js/i2vgen_xl.js`` keeps the one mirrored copy of :func:`snap_refiner_size`,
+loads it by path, without torch); ``js/common.js`` keeps the one mirrored copy of :func:`snap_refiner_size`,
 tested against this one.
 """
 

@@ -6,27 +6,12 @@
 // project name, whenever the two differ): the second copy must not register again, or the frontend logs
 // "Extension named 'I2VGenXL.NodeHelpers' already registered" as an error.
 import { app } from "../../scripts/app.js";
+import { snapForRefiner } from "./common.js";
 
 const EXTENSION_NAME = "I2VGenXL.NodeHelpers";
 const NODE_PREFIX = "I2VGenXL";
 const COLOR = "#233047";
 const BGCOLOR = "#1b2433";
-
-// The one mirrored copy of a Python rule: i2vgen_core/sizes.py snap_refiner_size (width to a multiple of 64 with
-// halves rounded up; latent height to the nearest value = 2 mod 8, ties to the larger). tests/test_sizes.py runs
-// this function under node against the Python over a grid of sizes.
-function snapForRefiner(width, height) {
-  const w = Math.max(64, Math.round(width / 64) * 64);
-  const target = height / 8;
-  let best = null;
-  for (let lat = 2; lat <= Math.ceil(target) + 16; lat += 8) {
-    const key = Math.abs(lat - target);
-    if (best === null || key < best.key || (key === best.key && lat > best.lat)) {
-      best = { key, lat };
-    }
-  }
-  return [w, best.lat * 8];
-}
 
 function widgetValue(node, name) {
   const widget = node.widgets?.find((w) => w.name === name);

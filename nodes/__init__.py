@@ -6,7 +6,7 @@ module of its own.
 
 from __future__ import annotations
 
-from . import encode, latent, loader, long_video, model_help, preview, sampling, video
+from . import encode, estimate_routes, latent, loader, long_video, model_help, preview, sampling, video
 
 _MODULES = (loader, encode, latent, sampling, video, long_video)
 
@@ -19,6 +19,6 @@ for _module in _MODULES:
 preview.install()  # animated previews of every frame (js/preview.js; opt-out setting "I2VGen-XL.AnimatedPreview")
 preview.register_routes()
 model_help.register_routes()
-encode.register_routes()  # the Conditioning node's memory estimate before a run (js/estimate.js)
+estimate_routes.register_routes()  # the memory estimate before a run (js/estimate.js)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

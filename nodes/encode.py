@@ -12,10 +12,7 @@ from ..i2vgen_core.sizes import pixel_size_error
 from .memory_ui import check_run
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
                      MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, check_pixel_size, encode_frames,
-                     intermediate_device, server_routes, single_image)
-
-#: The Conditioning node's estimate before a run (js/estimate.js asks while the widgets change).
-ESTIMATE_ROUTE = "/i2vgen-xl/memory_estimate"
+                     intermediate_device, single_image)
 
 
 
@@ -45,8 +42,8 @@ def conditioning_variant(has_image_latent: bool, has_clip_vision: bool) -> str:
 
 
 def conditioning_estimate(query) -> list[str]:
-    """The memory estimate of a Conditioning node's run before it runs (GET /i2vgen-xl/memory_estimate): `query`
-    maps width, height, length, batch_size and image_latent / clip_vision_output (1 when linked) to strings."""
+    """The memory estimate of a Conditioning node's run before it runs (nodes/estimate_routes.py): `query` maps
+    width, height, length, batch_size and image_latent / clip_vision_output (1 when linked) to strings."""
     try:
         width, height = int(query["width"]), int(query["height"])
         length, batch = int(query.get("length", 16)), int(query.get("batch_size", 1))
@@ -60,21 +57,6 @@ def conditioning_estimate(query) -> list[str]:
     variant = conditioning_variant(query.get("image_latent") == "1", query.get("clip_vision_output") == "1")
     return check_run("I2VGen-XL Conditioning", variant=variant, width=width, height=height, frames=length,
                      batch=batch, refuse=False)
-
-
-def register_routes() -> None:
-    """GET /i2vgen-xl/memory_estimate?width&height&length&batch_size&image_latent&clip_vision_output: {lines}."""
-    found = server_routes()
-    if found is None:
-        return
-    routes, web = found
-
-    @routes.get(ESTIMATE_ROUTE)
-    async def memory_estimate(request):
-        try:
-            return web.json_response({"lines": conditioning_estimate(request.rel_url.query)})
-        except ValueError as err:
-            return web.json_response({"error": str(err)}, status=400)
 
 
 class I2VGenXLSemanticEncode:

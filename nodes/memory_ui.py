@@ -28,20 +28,36 @@ def device_memory() -> tuple[Optional[int], Optional[int], str, bool, str]:
     return int(mm.get_free_memory(dev)), int(mm.get_total_memory(dev)), name, gpu, _dtype_name(mm.vae_dtype(dev))
 
 
-def default_dtypes(variant: str) -> list[tuple[str, Optional[str]]]:
-    """(weight, compute) dtype names of the loader's "auto" and "fp8_e4m3fn" choices on ComfyUI's device (compute
-    None: the formula's default for the weights); fp16 and fp8 outside ComfyUI."""
+def loader_dtypes(variant: str, choice: str) -> tuple[str, Optional[str]]:
+    """(weight, compute) dtype names the loader's weight_dtype `choice` gives on ComfyUI's device (compute None:
+    the formula's default for the weights, e.g. fp16/bf16 activations for fp8 weights); fp16 / fp8 outside it."""
     try:
         import comfy.model_management as mm
         from .loader import pick_dtypes
     except ImportError:
-        return [("fp16", None), ("fp8", None)]
-    dev = mm.get_torch_device()
-    out = []
-    for choice in ("auto", "fp8_e4m3fn"):
-        weight, cast = pick_dtypes(choice, M.UNET_PARAMS[variant], None, dev)
-        out.append((_dtype_name(weight), None if cast is None else _dtype_name(cast)))
-    return out
+        return ("fp8" if choice.startswith("fp8") else "fp16"), None
+    weight, cast = pick_dtypes(choice, M.UNET_PARAMS[variant], None, mm.get_torch_device())
+    compute = None if cast is None or _dtype_name(cast) == "fp8" else _dtype_name(cast)
+    return _dtype_name(weight), compute
+
+
+def default_dtypes(variant: str) -> list[tuple[str, Optional[str]]]:
+    """(weight, compute) of the loader's "auto" and "fp8_e4m3fn" choices: the two lines a node shows when it does
+    not know the model."""
+    return [loader_dtypes(variant, choice) for choice in ("auto", "fp8_e4m3fn")]
+
+
+def loader_settings(unet_name: str, weight_dtype: str = "auto", attention: str = "auto",
+                    default_variant: str = "ms_vid2vid_xl") -> dict:
+    """check_run's model settings from an I2VGen-XL Model Loader's widgets, before it loads: the variant of a
+    known file name (else `default_variant`), the dtypes its weight_dtype gives here, its attention."""
+    from ..i2vgen_core.model_files import file_named
+
+    known = file_named(str(unet_name or ""))
+    variant = known.variant if known is not None and known.variant in M.UNET_PARAMS else default_variant
+    weight, compute = loader_dtypes(variant, weight_dtype if isinstance(weight_dtype, str) else "auto")
+    return {"variant": variant, "weight_dtype": weight, "compute_dtype": compute,
+            "attention": attention if attention in M.ATTENTION else "sdpa"}
 
 
 def _dtype_name(dtype) -> str:
@@ -78,9 +94,11 @@ def model_settings(model) -> dict:
 
 def check_run(what: str, *, variant: str, width: int, height: int, frames: int, batch: int,
               cfg_batched: bool = True, weight_dtype: Optional[str] = None, compute_dtype: Optional[str] = None,
-              attention: str = "sdpa", weight_bytes: Optional[int] = None, refuse: bool = True) -> list[str]:
+              attention: str = "sdpa", weight_bytes: Optional[int] = None, refuse: bool = True,
+              windows: Optional[int] = None) -> list[str]:
     """Lines for the node UI; raises ValueError (before anything large is allocated) when the run cannot fit, or
-    with `refuse` False (the estimate shown before a run) gives that reason as a WARNING line instead."""
+    with `refuse` False (the estimate shown before a run) gives that reason as a WARNING line instead. `windows`:
+    the node's context windows for the advice (None: it has none; 0: off; else the window, which `frames` is)."""
     free, total, device, gpu, vae_dtype = device_memory()
     known = weight_dtype is not None
     choices = [(weight_dtype, compute_dtype)] if known else default_dtypes(variant)
@@ -104,7 +122,7 @@ def check_run(what: str, *, variant: str, width: int, height: int, frames: int, 
         if weight_bytes:
             est = dataclasses.replace(est, unet_weights=int(weight_bytes))
         line, warning = M.describe(est, free=free, device=device, frames=frames, weight_dtype=dtype,
-                                   label="" if known else f" with {dtype} weights", offloads=gpu)
+                                   label="" if known else f" with {dtype} weights", offloads=gpu, windows=windows)
         lines.append(line)
         if warning and i == 0:  # the default choice; its advice names fp8 too
             LOG.warning("%s: %s", what, warning)

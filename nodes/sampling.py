@@ -269,11 +269,20 @@ class I2VGenXLRefineSampler:
             model.set_model_sampler_post_cfg_function(guidance_rescale_post_cfg(guidance_rescale))
         sigmas = refine_sigmas(model, scheduler, steps, strength, sampler_name)
         b, _, f, h, w = samples.shape
-        window = min(f, context_frames) if context_frames > 0 else f  # windows: memory of one window
-        estimate = check_run("I2VGen-XL Refine Sampler", width=w * 8, height=h * 8, frames=window, batch=b,
-                             cfg_batched=abs(cfg - 1.0) > 1e-6, **model_settings(model))
+        estimate = refine_estimate(width=w * 8, height=h * 8, frames=f, batch=b, context_frames=context_frames,
+                                   cfg=cfg, settings=model_settings(model))
         out = run_sampler(model, latent_image, seed, cfg, sampler_name, positive, negative, sigmas=sigmas)
         return {"ui": {"text": estimate}, "result": (out,)}
+
+
+def refine_estimate(*, width: int, height: int, frames: int, batch: int, context_frames: int, cfg: float,
+                    settings: dict, refuse: bool = True) -> list[str]:
+    """The Refine Sampler's memory estimate (when it runs, and before: GET /i2vgen-xl/memory_estimate/refine): with
+    context windows the activations are those of one window."""
+    window = min(frames, context_frames) if context_frames > 0 else frames
+    return check_run("I2VGen-XL Refine Sampler", width=width, height=height, frames=window, batch=batch,
+                     cfg_batched=abs(cfg - 1.0) > 1e-6, refuse=refuse, windows=max(0, int(context_frames)),
+                     **settings)
 
 
 NODE_CLASS_MAPPINGS = {

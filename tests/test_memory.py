@@ -101,3 +101,12 @@ def test_warning_fits_the_device_and_skips_a_worthless_fp8_tip():
     assert "swap" in warning and "offload" not in warning and "saves 4.0 GiB" in warning
     tiny = dataclasses.replace(est, unet_weights=20 * 2**20)  # a demo-size model: fp8 would save nothing worth it
     assert not any("fp8" in tip for tip in M.advice(tiny, 8 * M.GIB, frames=16, weight_dtype="fp32"))
+
+
+def test_advice_for_the_refiner_names_its_context_windows():
+    est = M.estimate_run("ms_vid2vid_xl", 1280, 720, 64, 1)
+    off = M.advice(est, 24 * M.GIB, frames=64, windows=0)
+    assert any(t.startswith("refine in context windows: context_frames ") for t in off), off
+    on = M.advice(est, 24 * M.GIB, frames=64, windows=64)
+    assert any(t.startswith("use a smaller context_frames") for t in on), on
+    assert any(t.startswith("use fewer frames") for t in M.advice(est, 24 * M.GIB, frames=64)), "no windows"

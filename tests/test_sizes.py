@@ -1,5 +1,5 @@
 """The size rules (i2vgen_core/sizes.py): latent sizes per variant, the refiner's pixel sizes, and their one
-mirrored copy in js/i2vgen_xl.js and the headless client, which must agree with the Python."""
+mirrored copy in js/common.js and the headless client, which must agree with the Python."""
 
 from __future__ import annotations
 
@@ -72,10 +72,10 @@ def test_headless_client_uses_the_same_rule():
 
 
 def _js_function(name: str) -> str:
-    source = (ROOT / "js" / "i2vgen_xl.js").read_text()
-    match = re.search(rf"^function {name}\(.*?^}}\n", source, re.S | re.M)
-    assert match, f"{name} not found in js/i2vgen_xl.js"
-    return match.group(0)
+    source = (ROOT / "js" / "common.js").read_text()
+    match = re.search(rf"^export function {name}\(.*?^}}\n", source, re.S | re.M)
+    assert match, f"{name} not found in js/common.js"
+    return match.group(0).removeprefix("export ")
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node (Node.js) is not installed")

@@ -330,14 +330,18 @@ async function main() {
         await page.waitForTimeout(1500);
         return page.evaluate(() => {
           window.app.canvas.draw(true, true);
-          const node = window.app.graph.nodes.find((n) => n.type === "I2VGenXLConditioning");
-          return { lines: node.i2vgenMemoryText ?? null, query: node.i2vgenEstimateQuery ?? null };
+          const of = (type) => {
+            const node = window.app.graph.nodes.find((n) => n.type === type);
+            return { lines: node.i2vgenMemoryText ?? null, query: node.i2vgenEstimateQuery ?? null };
+          };
+          return { ...of("I2VGenXLConditioning"), refine: of("I2VGenXLRefineSampler") };
         });
       };
       report.live_estimate = {
         loaded: await read(null),
         length_48: await read({ type: "I2VGenXLConditioning", widget: "length", value: 48 }),
         detail_320: await read({ type: "I2VGenXLDetailEncode", widget: "width", value: 320 }),
+        windows_16: await read({ type: "I2VGenXLRefineSampler", widget: "context_frames", value: 16 }),
       };
     }
     report.snap = await page.evaluate(snapTexts, config.snap_cases ?? []);

@@ -322,8 +322,9 @@ def test_layouts_leave_room_for_what_the_pack_draws(report, name):
 
 
 def test_conditioning_shows_its_memory_estimate_before_a_run(report):
-    """Opening a workflow draws the estimate under I2VGen-XL Conditioning without running anything; it follows the
-    length widget and the size typed on I2VGen-XL Detail Encode (the one-size rule)."""
+    """Opening a workflow draws the estimates under I2VGen-XL Conditioning and the Refine Sampler without running
+    anything; they follow the length widget, the size typed on I2VGen-XL Detail Encode (the one-size rule) and the
+    refine sampler's context windows."""
     live = report["live_estimate"]
     first = live["loaded"]["lines"]
     assert first and first[0].startswith("Estimated peak memory with "), live
@@ -337,6 +338,16 @@ def test_conditioning_shows_its_memory_estimate_before_a_run(report):
         return float(lines[0].split("sampling ")[1].split(" GiB")[0])
 
     assert sampling(first) < sampling(longer["lines"]) and sampling(narrower["lines"]) < sampling(longer["lines"])
+
+    # the Refine Sampler: the video it will get is followed up the graph (Latent Upscale 1280x720 <- I2VGen-XL
+    # Sampler <- Conditioning's length), its model from its loader; context windows bound the frames counted
+    refine = [live[k]["refine"] for k in ("loaded", "length_48", "detail_320", "windows_16")]
+    assert all(r["lines"] and r["lines"][0].startswith("Estimated peak memory on ") for r in refine), refine
+    assert "width=1280&height=720&frames=16" in refine[0]["query"], refine[0]
+    assert "frames=48" in refine[1]["query"] and sampling(refine[1]["lines"]) > sampling(refine[0]["lines"]), refine
+    assert refine[2]["query"] == refine[1]["query"], refine  # the base size does not change the refined video
+    assert "context_frames=16" in refine[3]["query"] and sampling(refine[3]["lines"]) < sampling(refine[2]["lines"])
+    assert "unet_name=non_ema_0035000.pth" in refine[0]["query"], refine[0]
 
 
 def test_templates_are_listed(comfy_server, pack_name):

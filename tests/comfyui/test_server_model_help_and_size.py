@@ -106,3 +106,36 @@ def test_memory_estimate_route_gives_the_conditioning_estimate_before_a_run(comf
     status, huge = get("width=8192&height=8192&length=1000&batch_size=1")
     assert status == 200 and huge["lines"][0].startswith("WARNING: This run needs at least "), huge
     assert "cannot run" in huge["lines"][0], huge
+
+
+def test_refine_estimate_route_follows_the_loader_and_the_windows(comfy_server):
+    """GET /i2vgen-xl/memory_estimate/refine: the Refine Sampler's estimate from the video it will get and its
+    loader's widgets; context windows count one window; a bad size is a 400 with the size rule's message."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    def get(**query) -> tuple[int, dict]:
+        base = {"width": 1280, "height": 720, "frames": 32, "batch_size": 1, "context_frames": 0, "cfg": 7.5,
+                "unet_name": "non_ema_0035000.pth", "weight_dtype": "auto", "attention": "auto"}
+        url = f"{comfy_server.client.base}/i2vgen-xl/memory_estimate/refine?" + urllib.parse.urlencode({**base, **query})
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def sampling(body) -> float:
+        return float(body["lines"][0].split("sampling ")[1].split(" GiB")[0])
+
+    status, whole = get()
+    assert status == 200 and whole["lines"][0].startswith("Estimated peak memory on the CPU (RAM): "), whole
+    windows = get(frames=128, context_frames=32)[1]
+    assert sampling(windows) == sampling(whole), (windows, whole)  # 128 frames in 32-frame windows = 32 frames
+    long_video = get(frames=128)[1]  # whole: more than this machine's RAM; the advice is the refiner's own lever
+    assert any("refine in context windows: context_frames" in line for line in long_video["lines"]), long_video
+    fp8 = get(weight_dtype="fp8_e4m3fn")[1]
+    assert fp8["lines"][0] != whole["lines"][0], fp8
+    status, bad = get(width=1001)
+    assert status == 400 and "1001" in bad["error"], bad

@@ -122,37 +122,46 @@ def _save(first_id: int, decode_from: int, fps_from: tuple[int, int], prefix: st
     ]
 
 
-def _refine_tail() -> list:
-    """Nodes 12-16 of both cascades: Latent Upscale of base sampler 11 to 1280x720, the MS-Vid2Vid-XL loader, its
-    prompts and the Refine Sampler (SDEdit from t=599, dpmpp_2m_sde 30 steps, cfg 7.5, rescale 0.2)."""
+def _i2vgen_base(unet: str, width: int, height: int, *, title: str | None = None) -> list:
+    """Nodes 1-11 of the I2VGen-XL graphs: loaders, image, prompts, both encoders at `width`x`height`, Conditioning
+    (16 frames, fps 16) and the I2VGen-XL Sampler (DDIM 50, cfg 9)."""
+    return _loaders(1, unet, title=title) + [
+        Node(5, "LoadImage", {"image": EXAMPLE_IMAGE}),
+        Node(6, "CLIPTextEncode", {"text": PROMPT}, {"clip": (2, 0)}, title="Prompt"),
+        Node(7, "CLIPTextEncode", {"text": NEGATIVE_I2VGEN}, {"clip": (2, 0)}, title="Negative prompt"),
+        Node(8, "I2VGenXLSemanticEncode", {"square_size": 1280}, {"clip_vision": (3, 0), "image": (5, 0)}),
+        Node(9, "I2VGenXLDetailEncode", {"width": width, "height": height}, {"vae": (4, 0), "image": (5, 0)}),
+        Node(10, "I2VGenXLConditioning", {"width": width, "height": height, "length": 16, "fps": 16,
+                                          "batch_size": 1},
+             {"positive": (6, 0), "negative": (7, 0), "clip_vision_output": (8, 0), "image_latent": (9, 0)}),
+        Node(11, "I2VGenXLSampler", {"seed": 8888, "steps": 50, "cfg": 9.0, "sampler_name": "ddim",
+                                     "scheduler": "ddim_uniform"},
+             {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
+    ]
+
+
+def _refine_tail(first_id: int = 12, samples_from: int = 11, context: dict | None = None) -> list:
+    """Five nodes from `first_id`: Latent Upscale of `samples_from` to 1280x720, the MS-Vid2Vid-XL loader, its
+    prompts and the Refine Sampler (SDEdit from t=599, dpmpp_2m_sde 30 steps, cfg 7.5, rescale 0.2) with
+    `context` windows (none by default)."""
+    up, loader, pos, neg, refine = range(first_id, first_id + 5)
     return [
-        Node(12, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
+        Node(up, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
                                            "frame_mode": "repeat", "snap_for_refiner": True, "frames_per_batch": 4},
-             {"samples": (11, 0), "vae": (4, 0)}),
-        Node(13, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID), title="Refiner: MS-Vid2Vid-XL"),
-        Node(14, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
-        Node(15, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
-        Node(16, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
-                                           "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
-                                           "scheduler": "simple", **NO_CONTEXT_WINDOWS},
-             {"model": (13, 0), "positive": (14, 0), "negative": (15, 0), "latent_image": (12, 0)}),
+             {"samples": (samples_from, 0), "vae": (4, 0)}),
+        Node(loader, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID), title="Refiner: MS-Vid2Vid-XL"),
+        Node(pos, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
+        Node(neg, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
+        Node(refine, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
+                                               "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
+                                               "scheduler": "simple", **(context or NO_CONTEXT_WINDOWS)},
+             {"model": (loader, 0), "positive": (pos, 0), "negative": (neg, 0), "latent_image": (up, 0)}),
     ]
 
 
 def graph_image_to_video() -> Graph:
     """I2VGen-XL single stage: 1280x704, 16 frames, DDIM 50, cfg 9."""
-    nodes = _loaders(1, UNET_I2VGEN_DIFFUSERS) + [
-        Node(5, "LoadImage", {"image": EXAMPLE_IMAGE}),
-        Node(6, "CLIPTextEncode", {"text": PROMPT}, {"clip": (2, 0)}, title="Prompt"),
-        Node(7, "CLIPTextEncode", {"text": NEGATIVE_I2VGEN}, {"clip": (2, 0)}, title="Negative prompt"),
-        Node(8, "I2VGenXLSemanticEncode", {"square_size": 1280}, {"clip_vision": (3, 0), "image": (5, 0)}),
-        Node(9, "I2VGenXLDetailEncode", {"width": 1280, "height": 704}, {"vae": (4, 0), "image": (5, 0)}),
-        Node(10, "I2VGenXLConditioning", {"width": 1280, "height": 704, "length": 16, "fps": 16, "batch_size": 1},
-             {"positive": (6, 0), "negative": (7, 0), "clip_vision_output": (8, 0), "image_latent": (9, 0)}),
-        Node(11, "I2VGenXLSampler", {"seed": 8888, "steps": 50, "cfg": 9.0, "sampler_name": "ddim",
-                                     "scheduler": "ddim_uniform"},
-             {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
-    ] + _save(12, 11, (12, 1), "video/i2vgen_xl", drop_grey=True)
+    nodes = _i2vgen_base(UNET_I2VGEN_DIFFUSERS, 1280, 704) + _save(12, 11, (12, 1), "video/i2vgen_xl", drop_grey=True)
     return Graph("i2vgen_xl_image_to_video", "I2VGen-XL image to video, 1280x704, 16 frames (the released model)",
                  nodes, note=(
                      "## I2VGen-XL image to video\n"
@@ -171,18 +180,8 @@ def graph_image_to_video() -> Graph:
 
 def graph_cascade() -> Graph:
     """I2VGen-XL at 640x352, upscaled to 1280x720 and refined with MS-Vid2Vid-XL."""
-    nodes = _loaders(1, UNET_I2VGEN_VGEN, title="Base: I2VGen-XL") + [
-        Node(5, "LoadImage", {"image": EXAMPLE_IMAGE}),
-        Node(6, "CLIPTextEncode", {"text": PROMPT}, {"clip": (2, 0)}, title="Prompt"),
-        Node(7, "CLIPTextEncode", {"text": NEGATIVE_I2VGEN}, {"clip": (2, 0)}, title="Negative prompt"),
-        Node(8, "I2VGenXLSemanticEncode", {"square_size": 1280}, {"clip_vision": (3, 0), "image": (5, 0)}),
-        Node(9, "I2VGenXLDetailEncode", {"width": 640, "height": 352}, {"vae": (4, 0), "image": (5, 0)}),
-        Node(10, "I2VGenXLConditioning", {"width": 640, "height": 352, "length": 16, "fps": 16, "batch_size": 1},
-             {"positive": (6, 0), "negative": (7, 0), "clip_vision_output": (8, 0), "image_latent": (9, 0)}),
-        Node(11, "I2VGenXLSampler", {"seed": 8888, "steps": 50, "cfg": 9.0, "sampler_name": "ddim",
-                                     "scheduler": "ddim_uniform"},
-             {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
-    ] + _refine_tail() + _save(17, 16, (17, 1), "video/i2vgen_xl_cascade")
+    nodes = (_i2vgen_base(UNET_I2VGEN_VGEN, 640, 352, title="Base: I2VGen-XL") + _refine_tail()
+             + _save(17, 16, (17, 1), "video/i2vgen_xl_cascade"))
     return Graph("i2vgen_xl_cascade", "I2VGen-XL at 640x352 refined to 1280x720 with MS-Vid2Vid-XL", nodes, note=(
         "## I2VGen-XL + MS-Vid2Vid-XL cascade\n"
         "The released I2VGen-XL is single-stage; this graph uses it as a fast low-resolution base (640x352) and "
@@ -248,29 +247,10 @@ def _extend(node_id: int, previous: int, seed: int) -> Node:
 
 def graph_long_video() -> Graph:
     """I2VGen-XL 16 frames, extended 3 times (61 frames), refined to 1280x720 in 32-frame windows."""
-    nodes = _loaders(1, UNET_I2VGEN_VGEN, title="Base: I2VGen-XL") + [
-        Node(5, "LoadImage", {"image": EXAMPLE_IMAGE}),
-        Node(6, "CLIPTextEncode", {"text": PROMPT}, {"clip": (2, 0)}, title="Prompt"),
-        Node(7, "CLIPTextEncode", {"text": NEGATIVE_I2VGEN}, {"clip": (2, 0)}, title="Negative prompt"),
-        Node(8, "I2VGenXLSemanticEncode", {"square_size": 1280}, {"clip_vision": (3, 0), "image": (5, 0)}),
-        Node(9, "I2VGenXLDetailEncode", {"width": 640, "height": 352}, {"vae": (4, 0), "image": (5, 0)}),
-        Node(10, "I2VGenXLConditioning", {"width": 640, "height": 352, "length": 16, "fps": 16, "batch_size": 1},
-             {"positive": (6, 0), "negative": (7, 0), "clip_vision_output": (8, 0), "image_latent": (9, 0)}),
-        Node(11, "I2VGenXLSampler", {"seed": 8888, "steps": 50, "cfg": 9.0, "sampler_name": "ddim",
-                                     "scheduler": "ddim_uniform"},
-             {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
-        _extend(12, 11, 1), _extend(13, 12, 2), _extend(14, 13, 3),
-        Node(15, "I2VGenXLLatentUpscale", {"width": 1280, "height": 720, "mode": "pixel", "frames": 0,
-                                           "frame_mode": "repeat", "snap_for_refiner": True, "frames_per_batch": 4},
-             {"samples": (14, 0), "vae": (4, 0)}),
-        Node(16, "I2VGenXLModelLoader", _loader_inputs(UNET_MS_VID2VID), title="Refiner: MS-Vid2Vid-XL"),
-        Node(17, "CLIPTextEncode", {"text": PROMPT + REFINER_SUFFIX}, {"clip": (2, 0)}, title="Refiner prompt"),
-        Node(18, "CLIPTextEncode", {"text": NEGATIVE_REFINER}, {"clip": (2, 0)}, title="Refiner negative prompt"),
-        Node(19, "I2VGenXLRefineSampler", {"seed": 666, "strength": 0.6, "steps": 30, "cfg": 7.5,
-                                           "guidance_rescale": 0.2, "sampler_name": "dpmpp_2m_sde",
-                                           "scheduler": "simple", "context_frames": 32, "context_overlap": 8},
-             {"model": (16, 0), "positive": (17, 0), "negative": (18, 0), "latent_image": (15, 0)}),
-    ] + _save(20, 19, (20, 1), "video/long_video")
+    nodes = (_i2vgen_base(UNET_I2VGEN_VGEN, 640, 352, title="Base: I2VGen-XL")
+             + [_extend(12, 11, 1), _extend(13, 12, 2), _extend(14, 13, 3)]
+             + _refine_tail(15, 14, {"context_frames": 32, "context_overlap": 8})
+             + _save(20, 19, (20, 1), "video/long_video"))
     return Graph("long_video", "Long video: I2VGen-XL extended 3 times (61 frames), refined in 32-frame windows",
                  nodes, note=(
                      "## Long video: extend, then refine in windows\n"

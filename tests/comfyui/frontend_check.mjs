@@ -7,23 +7,11 @@
 //               "workflows": [{"name": "NAME", "path": "workflows/NAME.json"}, ...],
 //               "snap_cases": [[width, height], ...], "timeout_ms": 120000}
 import fs from "node:fs";
-import { createRequire } from "node:module";
-import os from "node:os";
-import path from "node:path";
 
-// ES modules ignore NODE_PATH; a CommonJS require honours it (and the global folders).
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
+import { closeDialogs as close, openDialogs as open, runInBrowser } from "./browser.mjs";
 
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-  "--disable-sync",
-];
+const openDialogs = (page) => open(page, 600);
+const closeDialogs = (page) => close(page, { hideModals: true });
 const MISSING_NODE_TYPE = "I2VGenXLNoSuchNodeForTheTest";
 
 function summarise(value) {
@@ -37,30 +25,6 @@ function summarise(value) {
     return JSON.parse(JSON.stringify(value));
   } catch {
     return String(value);
-  }
-}
-
-async function openDialogs(page) {
-  return page.evaluate(() =>
-    [...document.querySelectorAll(".p-dialog, .comfy-modal")]
-      .filter((el) => el.offsetParent !== null || getComputedStyle(el).display !== "none")
-      .map((el) => el.innerText.slice(0, 600)),
-  );
-}
-
-async function closeDialogs(page) {
-  for (let i = 0; i < 5 && (await openDialogs(page)).length; i++) {
-    await page.keyboard.press("Escape");
-    await page.waitForTimeout(200);
-    await page.evaluate(() => {
-      for (const button of document.querySelectorAll(".p-dialog-close-button, .p-dialog-header-close")) {
-        button.click();
-      }
-      for (const modal of document.querySelectorAll(".comfy-modal")) {
-        modal.style.display = "none";
-      }
-    });
-    await page.waitForTimeout(200);
   }
 }
 
@@ -228,20 +192,7 @@ async function main() {
   const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
   const timeout = config.timeout_ms ?? 120000;
   const report = { console: [], page_errors: [], failed_requests: [], extension_responses: [], workflows: {} };
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "i2vgen-chromium-"));
-  let context = null;
-  try {
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: config.chromium ?? "/usr/bin/chromium",
-      headless: true,
-      args: CHROMIUM_FLAGS,
-      viewport: { width: 1600, height: 1000 },
-    });
-    // Keep the run hermetic: only the ComfyUI server is reachable (the frontend also calls api.comfy.org).
-    const origin = new URL(config.url).origin;
-    await context.route((url) => url.origin !== origin, (route) => route.abort());
-    const page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(timeout);
+  return runInBrowser(config, timeout, report, async (page) => {
     page.on("console", (msg) =>
       report.console.push({ type: msg.type(), text: msg.text(), url: msg.location()?.url ?? "" }),
     );
@@ -345,14 +296,7 @@ async function main() {
       };
     }
     report.snap = await page.evaluate(snapTexts, config.snap_cases ?? []);
-  } catch (err) {
-    report.fatal = String(err?.stack ?? err);
-  } finally {
-    await context?.close().catch(() => {});
-    fs.rmSync(userDataDir, { recursive: true, force: true });
-  }
-  fs.writeFileSync(config.out, JSON.stringify(report, null, 1));
-  return report.fatal ? 1 : 0;
+  });
 }
 
 process.exitCode = await main();

@@ -7,35 +7,11 @@
 // config.json: {"url", "out", "chromium", "screenshot_dir", "prompt" (API graph with two samplers),
 //               "samplers": ["ID", ...], "frames": F, "workflow" (a UI workflow path), "timeout_ms"}
 import fs from "node:fs";
-import { createRequire } from "node:module";
-import os from "node:os";
 import path from "node:path";
 
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
+import { closeDialogs, openDialogs, runInBrowser } from "./browser.mjs";
 
-const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-  "--disable-component-update", "--no-first-run", "--disable-sync"];
 const SETTING_ID = "I2VGen-XL.AnimatedPreview";
-
-async function openDialogs(page) {
-  return page.evaluate(() =>
-    [...document.querySelectorAll(".p-dialog, .comfy-modal")]
-      .filter((el) => el.offsetParent !== null || getComputedStyle(el).display !== "none")
-      .map((el) => el.innerText.slice(0, 2000)),
-  );
-}
-
-async function closeDialogs(page) {
-  for (let i = 0; i < 5 && (await openDialogs(page)).length; i++) {
-    await page.keyboard.press("Escape");
-    await page.waitForTimeout(200);
-    await page.evaluate(() => {
-      for (const b of document.querySelectorAll(".p-dialog-close-button, .p-dialog-header-close")) b.click();
-    });
-    await page.waitForTimeout(200);
-  }
-}
 
 // In the page: record every preview message and the run's end, from now on.
 function startRecording() {
@@ -100,17 +76,7 @@ async function main() {
   const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
   const timeout = config.timeout_ms ?? 300000;
   const report = { console: [], page_errors: [], setting_posts: [] };
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "i2vgen-chromium-"));
-  let context = null;
-  try {
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: config.chromium ?? "/usr/bin/chromium", headless: true, args: CHROMIUM_FLAGS,
-      viewport: { width: 1600, height: 1000 },
-    });
-    const origin = new URL(config.url).origin;
-    await context.route((url) => url.origin !== origin, (route) => route.abort());
-    const page = context.pages()[0] ?? (await context.newPage());
-    page.setDefaultTimeout(timeout);
+  return runInBrowser(config, timeout, report, async (page) => {
     page.on("console", (m) => report.console.push({ type: m.type(), text: m.text(), url: m.location()?.url ?? "" }));
     page.on("pageerror", (e) => report.page_errors.push({ message: e.message, stack: e.stack ?? "" }));
     page.on("request", (r) => {
@@ -232,14 +198,7 @@ async function main() {
       await page.waitForTimeout(300);
       await page.screenshot({ path: path.join(config.screenshot_dir, "memory_warning_on_node.png") });
     }
-  } catch (err) {
-    report.fatal = String(err?.stack ?? err);
-  } finally {
-    await context?.close().catch(() => {});
-    fs.rmSync(userDataDir, { recursive: true, force: true });
-  }
-  fs.writeFileSync(config.out, JSON.stringify(report, null, 1));
-  return report.fatal ? 1 : 0;
+  });
 }
 
 process.exitCode = await main();

@@ -105,6 +105,25 @@ def estimate_lines_with_warning() -> list[str]:
     return lines
 
 
+def run_browser_script(script: Path, config: dict, work: Path, browser_tools: dict, server,
+                       timeout_s: float) -> dict:
+    """Run a browser check script (frontend_check.mjs, preview_check.mjs) on `config`; its JSON report, or the
+    test fails saying why (timeout, no report, the browser session's own failure with the server log's tail)."""
+    (work / "config.json").write_text(json.dumps(config))
+    try:
+        proc = subprocess.run([browser_tools["node"], str(script), str(work / "config.json")], cwd=HERE,
+                              env=browser_tools["env"], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{script.name} did not finish within {timeout_s:.0f}s")
+    out = Path(config["out"])
+    if not out.is_file():
+        pytest.fail(f"{script.name} wrote no report (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    data = json.loads(out.read_text())
+    if data.get("fatal"):
+        pytest.fail(f"the browser session failed: {data['fatal']}\nserver log tail:\n{server.log()[-3000:]}")
+    return data
+
+
 @pytest.fixture(scope="module")
 def report(comfyui_install, browser_tools, comfy_server, tmp_path_factory) -> dict:
     """Run frontend_check.mjs once (one browser) against the server; its JSON report."""
@@ -114,18 +133,7 @@ def report(comfyui_install, browser_tools, comfy_server, tmp_path_factory) -> di
               "snap_cases": [list(c) for c in SNAP_CASES], "timeout_ms": 120_000,
               "estimate_lines": estimate_lines_with_warning(),
               "live_estimate_workflow": str(REPO / "workflows" / "i2vgen_xl_cascade.json")}
-    (work / "config.json").write_text(json.dumps(config))
-    try:
-        proc = subprocess.run([browser_tools["node"], str(SCRIPT), str(work / "config.json")], cwd=HERE,
-                              env=browser_tools["env"], capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"frontend_check.mjs did not finish within {BROWSER_TIMEOUT_S:.0f}s")
-    out = Path(config["out"])
-    if not out.is_file():
-        pytest.fail(f"frontend_check.mjs wrote no report (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    data = json.loads(out.read_text())
-    if data.get("fatal"):
-        pytest.fail(f"the browser session failed: {data['fatal']}\nserver log tail:\n{comfy_server.log()[-3000:]}")
+    data = run_browser_script(SCRIPT, config, work, browser_tools, comfy_server, BROWSER_TIMEOUT_S)
     others = [f"{c['type']}: {c['text'][:160]} ({c['url']})" for c in data["console"]
               if c["type"] == "error" and not _ours(c)]
     print(f"\n[frontend] ComfyUI frontend {data.get('frontend_version')}: {len(data['extensions'])} extensions, "

@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from test_frontend import BROWSER_TIMEOUT_S, browser_tools  # noqa: F401  (the fixture)
+from test_frontend import BROWSER_TIMEOUT_S, browser_tools, run_browser_script  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.comfyui
 
@@ -72,18 +71,8 @@ def report(comfyui_install, browser_tools, comfy_server, tmp_path_factory) -> di
               "screenshot_dir": str(shots), "prompt": prompt, "samplers": ["3", "4"], "frames": FRAMES,
               "workflow": str(WORKFLOW), "timeout_ms": 1_200_000, "estimate_nodes": ["2", "3"],
               "warning_prompt": warning_prompt()}
-    (work / "config.json").write_text(json.dumps(config))
-    try:
-        proc = subprocess.run([browser_tools["node"], str(SCRIPT), str(work / "config.json")], cwd=HERE,
-                              env=browser_tools["env"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"preview_check.mjs did not finish within {RUN_TIMEOUT_S:.0f}s")
+    data = run_browser_script(SCRIPT, config, work, browser_tools, comfy_server, RUN_TIMEOUT_S)
     out = Path(config["out"])
-    if not out.is_file():
-        pytest.fail(f"preview_check.mjs wrote no report (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    data = json.loads(out.read_text())
-    if data.get("fatal"):
-        pytest.fail(f"the browser session failed: {data['fatal']}\nserver log tail:\n{comfy_server.log()[-3000:]}")
     keep = os.environ.get("I2VGEN_TEST_ARTIFACTS")  # optional folder that outlives pytest's tmp
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

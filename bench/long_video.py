@@ -160,23 +160,17 @@ def memory_child(frames: int, window: int, overlap: int, device: str, channels: 
 def comfy_child(frames: int, window: int, overlap: int, channels: int, height: int, width: int,
                 steps: int = 1, allocated: bool = False) -> dict:
     """One refinement through the Refine Sampler node on the pack's ComfyUI MODEL (CPU, in this process)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from comfy_env import setup
+    from comfy_env import patcher_for, setup
 
     setup(os.environ["COMFYUI_PATH"])
-    import comfy.model_patcher
     from i2vgen_pkg.i2vgen_core import build_unet
     from i2vgen_pkg.i2vgen_core.config import variant_config
-    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel, load_comfy_unet
     from i2vgen_pkg.nodes.sampling import I2VGenXLRefineSampler
 
     torch.manual_seed(0)
     cfg = variant_config("ms_vid2vid_xl", block_channels=(channels, 2 * channels, 2 * channels, 2 * channels),
                          head_dim=16, norm_groups=32)
-    cpu = torch.device("cpu")
-    unet = load_comfy_unet(build_unet(cfg).state_dict(), dtype=torch.float32, device="cpu", load_device=cpu,
-                           config=cfg)
-    patcher = comfy.model_patcher.ModelPatcher(I2VGenXLModel(unet, weight_dtype=torch.float32), cpu, cpu)
+    patcher = patcher_for(build_unet(cfg))
     g = torch.Generator().manual_seed(1)
     latent = {"samples": torch.randn(1, 4, frames, height // 8, width // 8, generator=g)}
     text = torch.randn(1, 77, cfg.context_dim, generator=g)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from comfy_env import setup  # noqa: E402
+from comfy_env import conds, setup, tiny_patcher  # noqa: E402
 
 
 class StandInServer:
@@ -148,14 +148,11 @@ def main(argv=None) -> int:
     setup(args.comfyui)
 
     import torch
-    import comfy.model_patcher
     import comfy.sample
     import comfy.utils
     import latent_preview
     from comfy.cli_args import LatentPreviewMethod
-    from i2vgen_pkg.i2vgen_core.demo_weights import demo_unet
     from i2vgen_pkg.nodes import preview
-    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel, load_comfy_unet
 
     torch.set_num_threads(args.threads)
     stand_in = StandInServer()
@@ -170,19 +167,11 @@ def main(argv=None) -> int:
     comfy.utils.set_progress_bar_global_hook(hook)
     assert getattr(latent_preview.get_previewer, "_i2vgen_animated", False), "the preview hook is not installed"
 
-    core = demo_unet("i2vgen_xl", 0)
-    unet = load_comfy_unet(core.state_dict(), dtype=torch.float32, device="cpu", load_device=torch.device("cpu"),
-                           config=core.config)
-    model = I2VGenXLModel(unet, weight_dtype=torch.float32)
-    patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
-    g = torch.Generator().manual_seed(0)
+    patcher = tiny_patcher("i2vgen_xl", seed=0)
+    model = patcher.model
     h = w = args.size
-    lat = torch.randn(1, 4, h, w, generator=g)
-    emb = torch.randn(1, 1024, generator=g)
-    pos = [[torch.randn(1, 77, 1024, generator=g), {"i2vgen_image_embedding": emb, "i2vgen_image_latent": lat,
-                                                    "i2vgen_fps": 16}]]
-    neg = [[torch.randn(1, 77, 1024, generator=g), {"i2vgen_image_embedding": torch.zeros_like(emb),
-                                                    "i2vgen_image_latent": lat, "i2vgen_fps": 16}]]
+    pos, neg = conds(h, w, seed=0)
+    g = torch.Generator().manual_seed(1)  # random latents for the per-call costs below
     latent = torch.zeros(1, 4, args.frames, h, w)
     noise = comfy.sample.prepare_noise(latent, 0)
 

@@ -7,11 +7,15 @@ and ComfyUI's top-level ``nodes`` module behave as in the server. Tiny random UN
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
 import traceback
+from pathlib import Path
+
+# the in-process harness (setup, tiny_patcher, conds) is shared with the benchmarks
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from comfy_env import conds, setup, tiny_patcher  # noqa: E402,F401  (re-exported to the other check scripts)
 
 CHECKS = []
 DEMO_DIR = ""  # demo weights folder (argv[3]), ComfyUI models layout
@@ -20,48 +24,6 @@ DEMO_DIR = ""  # demo weights folder (argv[3]), ComfyUI models layout
 def check(fn):
     CHECKS.append(fn)
     return fn
-
-
-def setup(comfy_root: str, repo: str):
-    sys.path.insert(0, comfy_root)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    import comfy.model_management  # noqa: F401  (device selection reads the args)
-
-    spec = importlib.util.spec_from_file_location("i2vgen_pkg", f"{repo}/__init__.py",
-                                                  submodule_search_locations=[repo])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["i2vgen_pkg"] = pkg
-    spec.loader.exec_module(pkg)
-    return pkg
-
-
-def tiny_patcher(variant: str, weight_dtype=None, manual_cast=None, seed: int = 0):
-    import torch
-    import comfy.model_patcher
-    from i2vgen_pkg.i2vgen_core.demo_weights import demo_unet
-    from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel, load_comfy_unet
-
-    core = demo_unet(variant, seed)
-    dtype = weight_dtype or torch.float32
-    unet = load_comfy_unet(core.state_dict(), dtype=dtype, manual_cast_dtype=manual_cast, device="cpu",
-                           load_device=torch.device("cpu"), config=core.config)
-    model = I2VGenXLModel(unet, weight_dtype=dtype, manual_cast_dtype=manual_cast)
-    return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
-
-
-def conds(h: int, w: int, seed: int = 0):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    lat = torch.randn(1, 4, h, w, generator=g)
-    emb = torch.randn(1, 1024, generator=g)
-    pos = [[torch.randn(1, 77, 1024, generator=g), {"i2vgen_image_embedding": emb, "i2vgen_image_latent": lat,
-                                                    "i2vgen_fps": 16}]]
-    neg = [[torch.randn(1, 77, 1024, generator=g), {"i2vgen_image_embedding": torch.zeros_like(emb),
-                                                    "i2vgen_image_latent": lat, "i2vgen_fps": 16}]]
-    return pos, neg
 
 
 @check

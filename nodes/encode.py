@@ -35,28 +35,13 @@ def size_from_image_latent(image_latent, width: int, height: int) -> tuple[int, 
     return int(lat.shape[-1]) * 8, int(lat.shape[-2]) * 8
 
 
-def conditioning_variant(has_image_latent: bool, has_clip_vision: bool) -> str:
-    """The model a Conditioning node sets up: I2VGen-XL with an image latent (or neither input), MS-Image2Video
-    with the CLIP image embedding alone."""
-    return "i2vgen_xl" if has_image_latent or not has_clip_vision else "ms_image2video"
-
-
-def conditioning_estimate(query) -> list[str]:
-    """The memory estimate of a Conditioning node's run before it runs (nodes/estimate_routes.py): `query` maps
-    width, height, length, batch_size and image_latent / clip_vision_output (1 when linked) to strings."""
-    try:
-        width, height = int(query["width"]), int(query["height"])
-        length, batch = int(query.get("length", 16)), int(query.get("batch_size", 1))
-    except (KeyError, TypeError, ValueError):
-        raise ValueError("expected integer width, height, length and batch_size") from None
-    problem = pixel_size_error(width, height)
-    if problem:
-        raise ValueError(problem)
-    if length < 1 or batch < 1:
-        raise ValueError("length and batch_size must be at least 1")
-    variant = conditioning_variant(query.get("image_latent") == "1", query.get("clip_vision_output") == "1")
+def conditioning_estimate(*, width: int, height: int, length: int, batch: int, has_image_latent: bool,
+                          has_clip_vision: bool, refuse: bool = True) -> list[str]:
+    """The Conditioning node's memory estimate (when it runs, and before: nodes/estimate_routes.py) for the model it
+    sets up: I2VGen-XL with an image latent (or neither input), MS-Image2Video with the CLIP image embedding alone."""
+    variant = "i2vgen_xl" if has_image_latent or not has_clip_vision else "ms_image2video"
     return check_run("I2VGen-XL Conditioning", variant=variant, width=width, height=height, frames=length,
-                     batch=batch, refuse=False)
+                     batch=batch, refuse=refuse)
 
 
 class I2VGenXLSemanticEncode:
@@ -204,9 +189,9 @@ class I2VGenXLConditioning:
         if length < 1:
             raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
         h, w = height // 8, width // 8
-        variant = conditioning_variant(image_latent is not None, clip_vision_output is not None)
-        estimate = check_run("I2VGen-XL Conditioning", variant=variant, width=width, height=height, frames=length,
-                             batch=batch_size)  # refuses a run that cannot fit before the latent is allocated
+        estimate = conditioning_estimate(  # refuses a run that cannot fit before the latent is allocated
+            width=width, height=height, length=length, batch=batch_size, has_image_latent=image_latent is not None,
+            has_clip_vision=clip_vision_output is not None)
         pos_values: dict = {COND_FPS: int(fps)}
         neg_values: dict = {COND_FPS: int(fps)}
         if clip_vision_output is not None:

@@ -1,6 +1,6 @@
 """The memory estimate before a run: GET routes js/estimate.js asks while the graph is edited, answered by the same
-code the nodes run (nodes/encode.py:conditioning_estimate, nodes/sampling.py:refine_estimate), with a run that can
-never fit given as a WARNING line rather than refused."""
+code the nodes run (nodes/encode.py:conditioning_estimate, nodes/sampling.py:refine_estimate), with a run that
+can never fit given as a WARNING line rather than refused."""
 
 from __future__ import annotations
 
@@ -12,6 +12,24 @@ from .sampling import refine_estimate
 
 CONDITIONING_ROUTE = "/i2vgen-xl/memory_estimate"
 REFINE_ROUTE = "/i2vgen-xl/memory_estimate/refine"
+
+
+def conditioning_query_estimate(query) -> list[str]:
+    """The Conditioning node's estimate from `query`: width, height, length, batch_size and image_latent /
+    clip_vision_output (1 when linked), as strings."""
+    try:
+        width, height = int(query["width"]), int(query["height"])
+        length, batch = int(query.get("length", 16)), int(query.get("batch_size", 1))
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("expected integer width, height, length and batch_size") from None
+    problem = pixel_size_error(width, height)
+    if problem:
+        raise ValueError(problem)
+    if length < 1 or batch < 1:
+        raise ValueError("length and batch_size must be at least 1")
+    return conditioning_estimate(width=width, height=height, length=length, batch=batch,
+                                 has_image_latent=query.get("image_latent") == "1",
+                                 has_clip_vision=query.get("clip_vision_output") == "1", refuse=False)
 
 
 def refine_query_estimate(query) -> list[str]:
@@ -50,7 +68,7 @@ def register_routes() -> None:
 
     @routes.get(CONDITIONING_ROUTE)
     async def conditioning(request):
-        return answer(conditioning_estimate, request)
+        return answer(conditioning_query_estimate, request)
 
     @routes.get(REFINE_ROUTE)
     async def refine(request):

@@ -1,6 +1,6 @@
-// I2VGen-XL node pack: shows the estimated peak memory of a run under the nodes that set it up (I2VGen-XL
+// I2VGen-XL node pack: shows the estimated peak memory of a run on the nodes that set it up (I2VGen-XL
 // Conditioning, I2VGen-XL Refine Sampler). The estimate is computed in Python (i2vgen_core/memory.py, the single
-// source of truth); a warning line (the run exceeds the device's free memory, with what to change) is drawn in amber.
+// source of truth); a warning line (the run exceeds the device's free memory, with what to change) is shown in amber.
 // * Before a run, both ask the server (GET /i2vgen-xl/memory_estimate[/refine], nodes/estimate_routes.py) whenever
 //   what they set up changes, so the warning is there while the graph is edited. Conditioning: its size (or the
 //   Detail Encode's), length, batch and links. Refine Sampler: the video it gets, followed up the graph through
@@ -8,13 +8,12 @@
 //   context_frames and cfg, and its model loader's file, weight_dtype and attention. Where the graph does not tell
 //   (e.g. a video loaded from a file), nothing is shown until the node runs.
 // * When a node executes, its UI output {"text": [...]} (the same formula, for the run that happened) replaces it.
-import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { conditioningSize, linkedSource, snapForRefiner, widget, wrapText } from "./common.js";
+import { conditioningSize, findNode, linkedSource, onRefresh, registerOnce, setInfo, snapForRefiner, widget } from
+  "./common.js";
 
 const EXTENSION_NAME = "I2VGenXL.MemoryEstimate";
 const NODES = new Set(["I2VGenXLConditioning", "I2VGenXLRefineSampler"]);
-const LINE = 13;
 const ROUTE = "/i2vgen-xl/memory_estimate";
 const REFINE_ROUTE = "/i2vgen-xl/memory_estimate/refine";
 const DEBOUNCE_MS = 250;
@@ -88,6 +87,12 @@ function liveQuery(node) {
   })}`;
 }
 
+// The estimate's lines as on-node text: a WARNING in amber, the rest muted.
+function showLines(node, lines) {
+  node.i2vgenMemoryText = lines;
+  setInfo(node, "estimate", lines.map((text) => ({ text, tone: text.startsWith("WARNING") ? "warn" : "info" })));
+}
+
 // Fetch the estimate for `node` when its query changed since the last one (debounced).
 function refreshLive(node) {
   const query = liveQuery(node);
@@ -103,51 +108,23 @@ function refreshLive(node) {
       if (node.i2vgenEstimateQuery !== query) {
         return; // changed again meanwhile
       }
-      node.i2vgenMemoryText = response.ok ? body.lines.map(String) : [`WARNING: ${body.error ?? response.status}`];
-      node.setDirtyCanvas?.(true, true);
+      showLines(node, response.ok ? body.lines.map(String) : [`WARNING: ${body.error ?? response.status}`]);
     } catch {
       // an older server without the route: the estimate comes with the run
     }
   }, DEBOUNCE_MS);
 }
 
-if (!app.extensions?.some?.((extension) => extension.name === EXTENSION_NAME)) {
-  app.registerExtension({
-    name: EXTENSION_NAME,
-    async beforeRegisterNodeDef(nodeType, nodeData) {
-      if (!NODES.has(nodeData?.name)) {
-        return;
+registerOnce({
+  name: EXTENSION_NAME,
+  setup() {
+    onRefresh((node) => NODES.has(node.type), refreshLive);
+    // a node's UI output {"text": [...]} after it ran: the estimate of the run that happened
+    api.addEventListener("executed", ({ detail }) => {
+      const node = findNode(detail?.display_node ?? detail?.node);
+      if (node && NODES.has(node.type) && Array.isArray(detail?.output?.text)) {
+        showLines(node, detail.output.text.map(String));
       }
-      const onExecuted = nodeType.prototype.onExecuted;
-      nodeType.prototype.onExecuted = function (message) {
-        const result = onExecuted?.apply(this, arguments);
-        if (Array.isArray(message?.text)) {
-          this.i2vgenMemoryText = message.text.map(String);
-          this.setDirtyCanvas?.(true, true);
-        }
-        return result;
-      };
-      const onDrawForeground = nodeType.prototype.onDrawForeground;
-      nodeType.prototype.onDrawForeground = function (ctx) {
-        const result = onDrawForeground?.apply(this, arguments);
-        refreshLive(this); // cheap when nothing changed: compares the query string
-        if (this.flags?.collapsed || !this.i2vgenMemoryText?.length) {
-          return result;
-        }
-        ctx.save();
-        ctx.font = "11px sans-serif";
-        ctx.textAlign = "left";
-        let y = this.size[1] + LINE;
-        for (const entry of this.i2vgenMemoryText) {
-          ctx.fillStyle = entry.startsWith("WARNING") ? "#e8a33d" : "#9ab";
-          for (const line of wrapText(ctx, entry, Math.max(200, this.size[0]))) {
-            ctx.fillText(line, 0, y);
-            y += LINE;
-          }
-        }
-        ctx.restore();
-        return result;
-      };
-    },
-  });
-}
+    });
+  },
+});

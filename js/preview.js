@@ -6,8 +6,8 @@
 // "i2vgen-xl.preview" {node, frames, cols, rows, fps, step} followed by one sprite-sheet image of all frames whose
 // display node id is "i2vgen-xl-preview" (so ComfyUI's own node preview ignores it). Here the sheet is cut into its
 // frames and played in a loop in a canvas widget on the sampler node. Setting off: ComfyUI's first-frame preview.
-import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { findNode, registerOnce, settingValue as storedSetting } from "./common.js";
 
 const EXTENSION_NAME = "I2VGenXL.AnimatedPreview";
 const SETTING_ID = "I2VGen-XL.AnimatedPreview";
@@ -19,8 +19,7 @@ const WIDGET_NAME = "i2vgen_animated_preview";
 const pendingLayouts = []; // layouts announced, in order; each sheet takes the first one for its node
 
 function settingValue() {
-  const value = app.extensionManager?.setting?.get?.(SETTING_ID) ?? app.ui?.settings?.getSettingValue?.(SETTING_ID);
-  return value !== false;
+  return storedSetting(SETTING_ID, true) !== false;
 }
 
 let lastSent = null;
@@ -47,20 +46,6 @@ async function syncSetting(force = false, value = undefined) {
   }
 }
 
-function findNode(executionId) {
-  // "12" in the root graph, "3:12" inside subgraph node 3
-  let graph = app.graph;
-  let node = null;
-  for (const part of String(executionId).split(":")) {
-    node = graph?.getNodeById?.(Number(part)) ?? graph?.getNodeById?.(part) ?? null;
-    if (!node) {
-      return null;
-    }
-    graph = node.subgraph ?? graph;
-  }
-  return node;
-}
-
 function previewState(node) {
   if (node.__i2vgenPreview) {
     return node.__i2vgenPreview;
@@ -83,11 +68,6 @@ function previewState(node) {
   widget.serialize = false;
   state.widget = widget;
   node.__i2vgenPreview = state;
-  const onRemoved = node.onRemoved;
-  node.onRemoved = function () {
-    stop(state);
-    return onRemoved?.apply(this, arguments);
-  };
   node.setSize?.([Math.max(node.size[0], 256), Math.max(node.size[1], node.computeSize?.()[1] ?? 0)]);
   return state;
 }
@@ -101,6 +81,10 @@ function stop(state) {
 
 function draw(state) {
   const count = state.frames.length;
+  if (!state.node.graph) {
+    stop(state); // the node was removed from its graph: stop playing
+    return;
+  }
   if (!count) {
     return;
   }
@@ -157,49 +141,43 @@ function takeLayout(nodeId) {
   return at < 0 ? null : pendingLayouts.splice(at, 1)[0];
 }
 
-function alreadyRegistered() {
-  return Boolean(app.extensions?.some?.((extension) => extension.name === EXTENSION_NAME));
-}
-
-if (!alreadyRegistered()) {
-  app.registerExtension({
-    name: EXTENSION_NAME,
-    settings: [
-      {
-        id: SETTING_ID,
-        category: ["I2VGen-XL", "Previews", "Animated preview"],
-        name: "Animated preview of every frame while sampling",
-        tooltip: "Plays all frames of the video being sampled on the sampler node (I2VGen-XL models only). Off: " +
-          "ComfyUI's preview of the first frame.",
-        type: "boolean",
-        defaultValue: true,
-        // called before the store holds the new value: send the value it is given
-        onChange: (value) => {
-          syncSetting(true, value);
-        },
+registerOnce({
+  name: EXTENSION_NAME,
+  settings: [
+    {
+      id: SETTING_ID,
+      category: ["I2VGen-XL", "Previews", "Animated preview"],
+      name: "Animated preview of every frame while sampling",
+      tooltip: "Plays all frames of the video being sampled on the sampler node (I2VGen-XL models only). Off: " +
+        "ComfyUI's preview of the first frame.",
+      type: "boolean",
+      defaultValue: true,
+      // called before the store holds the new value: send the value it is given
+      onChange: (value) => {
+        syncSetting(true, value);
       },
-    ],
-    async setup() {
-      api.addEventListener("status", () => syncSetting());
-      api.addEventListener("reconnected", () => syncSetting(true));
-      api.addEventListener(EVENT, ({ detail }) => {
-        pendingLayouts.push(detail);
-        if (pendingLayouts.length > 64) {
-          pendingLayouts.shift();
-        }
-      });
-      api.addEventListener("b_preview_with_metadata", ({ detail }) => {
-        if (detail?.displayNodeId !== SHEET_NODE_ID) {
-          return;
-        }
-        const layout = takeLayout(detail.nodeId);
-        const node = layout ? findNode(detail.nodeId) : null;
-        if (!node || !settingValue()) {
-          return;
-        }
-        showSheet(node, layout, detail.blob).catch((err) => console.warn(`${EXTENSION_NAME}: bad preview`, err));
-      });
-      syncSetting(true);
     },
-  });
-}
+  ],
+  async setup() {
+    api.addEventListener("status", () => syncSetting());
+    api.addEventListener("reconnected", () => syncSetting(true));
+    api.addEventListener(EVENT, ({ detail }) => {
+      pendingLayouts.push(detail);
+      if (pendingLayouts.length > 64) {
+        pendingLayouts.shift();
+      }
+    });
+    api.addEventListener("b_preview_with_metadata", ({ detail }) => {
+      if (detail?.displayNodeId !== SHEET_NODE_ID) {
+        return;
+      }
+      const layout = takeLayout(detail.nodeId);
+      const node = layout ? findNode(detail.nodeId) : null;
+      if (!node || !settingValue()) {
+        return;
+      }
+      showSheet(node, layout, detail.blob).catch((err) => console.warn(`${EXTENSION_NAME}: bad preview`, err));
+    });
+    syncSetting(true);
+  },
+});

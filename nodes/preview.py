@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 EVENT = "i2vgen-xl.preview"  # JSON event announcing a sheet's layout
 SHEET_NODE_ID = "i2vgen-xl-preview"  # display_node_id of the sheets (no ":": the frontend reads ":" as a subgraph path)
+# display_node_id of the job's thumbnail (frame 0): no node has it, so no node shows it, but newer frontends keep the
+# last preview sent with a prompt id as the job's thumbnail in the queue
+THUMBNAIL_NODE_ID = "i2vgen-xl-thumbnail"
 ROUTE = "/i2vgen-xl/preview"
 SETTING_ID = "I2VGen-XL.AnimatedPreview"
 ENV_SWITCH = "I2VGEN_XL_ANIMATED_PREVIEW"  # "0"/"false"/"off": the server never sends animated previews
@@ -138,11 +141,19 @@ class AnimatedPreviewer:
         layout = {"node": display_id, "prompt_id": prompt_id, "frames": int(frames),
                   "cols": cols, "rows": rows, "fps": self.fps, "step": self.step}
         self.server.send_sync(EVENT, layout, self.client_id)
-        metadata = {"node_id": display_id, "display_node_id": SHEET_NODE_ID, "prompt_id": prompt_id,
-                    "parent_node_id": None, "real_node_id": display_id}
+        # the sheet goes without a prompt id, so the queue never takes the whole sheet as the job's thumbnail;
+        # frame 0 alone goes with it, under a display id no node has
+        sheet_meta = {"node_id": display_id, "display_node_id": SHEET_NODE_ID, "prompt_id": None,
+                      "parent_node_id": None, "real_node_id": display_id}
         image = Image.fromarray(sheet.numpy())
-        self.server.send_sync(BinaryEventTypes.PREVIEW_IMAGE_WITH_METADATA, (("JPEG", image, None), metadata),
+        self.server.send_sync(BinaryEventTypes.PREVIEW_IMAGE_WITH_METADATA, (("JPEG", image, None), sheet_meta),
                               self.client_id)
+        if prompt_id:
+            frame_h, frame_w = sheet.shape[0] // rows, sheet.shape[1] // cols
+            thumb_meta = dict(sheet_meta, display_node_id=THUMBNAIL_NODE_ID, prompt_id=prompt_id)
+            first = Image.fromarray(sheet[:frame_h, :frame_w].numpy())
+            self.server.send_sync(BinaryEventTypes.PREVIEW_IMAGE_WITH_METADATA, (("JPEG", first, None), thumb_meta),
+                                  self.client_id)
 
 
 def animated_previewer(previewer, device, latent_format):

@@ -20,6 +20,15 @@ export async function openDialogs(page, maxChars = 2000) {
       .map((el) => el.innerText.slice(0, limit)), maxChars);
 }
 
+// The texts of the innermost visible elements outside the canvas that name `needle` (what a user reads about it).
+export async function pageMentions(page, needle) {
+  return page.evaluate((text) => [...document.querySelectorAll("body *")]
+    .filter((el) => el.children.length === 0 || [...el.childNodes].some((c) => c.nodeType === 3 && c.textContent.includes(text)))
+    .filter((el) => el.textContent.includes(text) && el.checkVisibility?.() !== false && el.tagName !== "SCRIPT")
+    .map((el) => (el.closest("[class*=panel],[class*=dialog],[role=dialog],aside,section") ?? el).innerText.slice(0, 600)),
+  needle);
+}
+
 // Close what dialogs are open (Escape, close buttons; with `hideModals` also hide the old-style .comfy-modal).
 export async function closeDialogs(page, { hideModals = false } = {}) {
   for (let i = 0; i < 5 && (await openDialogs(page)).length; i++) {
@@ -42,6 +51,14 @@ export async function closeDialogs(page, { hideModals = false } = {}) {
 // Open config.url's origin only (the frontend also calls api.comfy.org) in a fresh Chromium profile, run
 // `body(page)`, record a failure as report.fatal, then close and write `report` to config.out; the exit code.
 export async function runInBrowser(config, timeout, report, body) {
+  // before the page opens: no first-run template browser over the canvas, and the node renderer under test
+  // (config.mode "vue" = Nodes 2.0, else the classic canvas), as a user's saved settings would have them
+  const settings = { "Comfy.TutorialCompleted": true, "Comfy.VueNodes.Enabled": config.mode === "vue" };
+  for (const [id, value] of Object.entries(settings)) {
+    await fetch(`${new URL(config.url).origin}/settings/${encodeURIComponent(id)}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(value),
+    }).catch(() => {});
+  }
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "i2vgen-chromium-"));
   let context = null;
   try {

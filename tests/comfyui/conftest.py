@@ -3,7 +3,9 @@
 Needs two environment variables (the tests skip with a reason when they are missing, which is what CI does):
 
 * ``COMFYUI_PATH``: a ComfyUI checkout (the folder with main.py), v0.3.64 or newer;
-* ``COMFYUI_PYTHON``: the Python that runs it (its venv's interpreter).
+* ``COMFYUI_PYTHON``: the Python that runs it (its venv's interpreter);
+* optionally ``COMFYUI_FRONTEND_ROOT``: another frontend's static folder, served with ``--front-end-root`` (how the
+  browser tests run on the newest frontend as well as on the one ComfyUI pins).
 
 The server runs on the CPU (``--cpu``) on a free port, with output/input/temp/user folders in a temporary directory,
 and loads only this package: a temporary ``custom_nodes`` folder holds a symlink to the repository and is passed,
@@ -63,6 +65,32 @@ def comfyui_paths() -> tuple[Path, Path]:
     if not (python_p.is_file() and os.access(python_p, os.X_OK)):
         pytest.skip(f"COMFYUI_PYTHON={python} is not an executable Python")
     return root_p, python_p
+
+
+#: Test modules that take long and stay opt-in (I2VGEN_LONG_TESTS=1): the soak runs and the full-size encoder parity.
+LONG_MODULES = {"test_soak.py": "the soak test (many runs on one server)",
+                "test_encoders.py": "the encoder parity test (full-size random OpenCLIP, 15-30 min, ~14 GB on disk)"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the long modules unless I2VGEN_LONG_TESTS=1 asks for them (CI runs everything else on every push)."""
+    if os.environ.get("I2VGEN_LONG_TESTS") == "1":
+        return
+    for item in items:
+        what = LONG_MODULES.get(Path(str(item.fspath)).name)
+        if what:
+            item.add_marker(pytest.mark.skip(reason=f"{what} is opt-in: set I2VGEN_LONG_TESTS=1"))
+
+
+def frontend_args() -> list[str]:
+    """``--front-end-root DIR`` when COMFYUI_FRONTEND_ROOT names a frontend's static folder (the newest frontend served
+    by this ComfyUI, as ``pip install comfyui-frontend-package==X`` would), else [] (the frontend ComfyUI pins)."""
+    root = os.environ.get("COMFYUI_FRONTEND_ROOT")
+    if not root:
+        return []
+    if not (Path(root) / "index.html").is_file():
+        pytest.fail(f"COMFYUI_FRONTEND_ROOT={root} has no index.html; point it at comfyui_frontend_package/static")
+    return ["--front-end-root", root]
 
 
 def free_port() -> int:
@@ -328,6 +356,7 @@ def start_server(base: Path) -> ComfyServer:
             "--extra-model-paths-config", str(yaml_path), "--database-url", "sqlite:///:memory:",
             "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME,
             "--preview-method", "latent2rgb", "--disable-auto-launch"]
+    args += frontend_args()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PYTHONPATH", None)
     with open(log_path, "w") as log:

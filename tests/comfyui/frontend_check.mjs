@@ -8,7 +8,7 @@
 //               "snap_cases": [[width, height], ...], "timeout_ms": 120000}
 import fs from "node:fs";
 
-import { closeDialogs as close, openDialogs as open, runInBrowser } from "./browser.mjs";
+import { closeDialogs as close, openDialogs as open, pageMentions, runInBrowser } from "./browser.mjs";
 
 const openDialogs = (page) => open(page, 600);
 const closeDialogs = (page) => close(page, { hideModals: true });
@@ -31,7 +31,7 @@ function summarise(value) {
 // Runs in the page: load one UI-format workflow and describe the graph the frontend made of it.
 async function loadAndDescribe({ graph, name, toPrompt }) {
   const app = window.app;
-  const result = { name, error: null, nodes: [], prompt: null, draw_error: null, foreground_text: {} };
+  const result = { name, error: null, nodes: [], prompt: null, draw_error: null, info: {} };
   try {
     await app.loadGraphData(graph, true, true, name);
   } catch (err) {
@@ -56,28 +56,19 @@ async function loadAndDescribe({ graph, name, toPrompt }) {
       widgets: (node.widgets ?? []).map((w) => ({ name: w.name, type: w.type, value: w.value })),
       widgets_values: serialized,
     });
-    // What our extension draws above the node (I2VGenXLLatentUpscale's refiner-size hint).
-    if (typeof node.onDrawForeground === "function") {
-      const ctx = document.createElement("canvas").getContext("2d");
-      const texts = [];
-      const fillText = ctx.fillText.bind(ctx);
-      ctx.fillText = (text, ...rest) => {
-        texts.push(String(text));
-        return fillText(text, ...rest);
-      };
-      try {
-        node.onDrawForeground(ctx, app.canvas);
-        result.foreground_text[node.id] = texts;
-      } catch (err) {
-        result.foreground_text[node.id] = [`onDrawForeground threw: ${err?.stack ?? err}`];
-      }
-    }
   }
   try {
     app.canvas.setDirty(true, true);
     app.canvas.draw(true, true);
   } catch (err) {
     result.draw_error = String(err?.stack ?? err);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1000)); // the on-node text refreshes on a timer
+  for (const node of app.graph.nodes) {
+    const sections = node.__i2vgenInfo?.sections;
+    if (sections?.size) {
+      result.info[node.id] = Object.fromEntries([...sections].map(([key, lines]) => [key, lines.map((l) => l.text)]));
+    }
   }
   if (toPrompt) {
     try {
@@ -90,8 +81,9 @@ async function loadAndDescribe({ graph, name, toPrompt }) {
   return result;
 }
 
-// Runs in the page: the hint text our extension draws on a fresh Latent Upscale node for each (width, height).
-function snapTexts(cases) {
+// Runs in the page: the refiner-size text js/i2vgen_xl.js gives a fresh Latent Upscale node for each (width, height).
+async function snapTexts({ cases, packUrl }) {
+  const { refinerLine } = await import(`${packUrl}i2vgen_xl.js`);
   const node = window.LiteGraph.createNode("I2VGenXLLatentUpscale");
   if (!node) {
     return { error: "LiteGraph.createNode('I2VGenXLLatentUpscale') returned nothing" };
@@ -103,74 +95,104 @@ function snapTexts(cases) {
     }
     widget.value = value;
   };
+  const texts = () => {
+    const line = refinerLine(node);
+    return line ? [line.text] : [];
+  };
   const out = [];
   for (const [width, height] of cases) {
     set("width", width);
     set("height", height);
     set("snap_for_refiner", true);
-    const texts = [];
-    const ctx = document.createElement("canvas").getContext("2d");
-    ctx.fillText = (text) => texts.push(String(text));
-    node.onDrawForeground?.(ctx, window.app.canvas);
-    out.push({ width, height, texts });
+    out.push({ width, height, texts: texts() });
   }
   set("snap_for_refiner", false);
-  const texts = [];
-  const ctx = document.createElement("canvas").getContext("2d");
-  ctx.fillText = (text) => texts.push(String(text));
-  node.onDrawForeground?.(ctx, window.app.canvas);
-  return { cases: out, texts_when_off: texts };
+  return { cases: out, texts_when_off: texts() };
 }
 
-// Runs in the page: load a workflow; each node's box (title and body, after the model help has grown a loader whose
-// files are missing) and the box of every text the pack draws around it (the memory estimate, given as
-// `estimateLines`, under Conditioning / Refine Sampler; size hints in the title bar); every node box that overlaps
-// another node's box, and every drawn text that overlaps another node's box.
-async function layoutCheck({ graph, name, estimateLines }) {
+// Runs in the page: load a workflow, let the pack's on-node text appear (the model help on loaders whose files are
+// missing, the size hints), put the largest memory estimate (`estimateLines`, with a warning) on Conditioning and
+// Refine Sampler; each node's box (title and body, grown to hold its text) and every pair of boxes that overlap.
+async function layoutCheck({ graph, name, estimateLines, packUrl }) {
   const app = window.app;
+  const { refreshAll, setInfo } = await import(`${packUrl}common.js`);
   await app.loadGraphData(graph, true, true, name);
-  const title = window.LiteGraph.NODE_TITLE_HEIGHT ?? 30;
-  let boxes = [];
-  for (let pass = 0; pass < 2; pass++) { // the model help resizes its node while it draws
-    boxes = [];
-    for (const node of app.graph.nodes) {
-      if (estimateLines && ["I2VGenXLConditioning", "I2VGenXLRefineSampler"].includes(node.type)) {
-        node.i2vgenMemoryText = estimateLines;
-      }
-      const ctx = document.createElement("canvas").getContext("2d");
-      const texts = [];
-      const fillText = ctx.fillText.bind(ctx);
-      ctx.fillText = (text, x, y, ...rest) => {
-        const width = ctx.measureText(String(text)).width;
-        const left = ctx.textAlign === "right" || ctx.textAlign === "end" ? x - width
-          : ctx.textAlign === "center" ? x - width / 2 : x;
-        texts.push({ text: String(text), x: node.pos[0] + left, y: node.pos[1] + y - 11, w: width, h: 14 });
-        return fillText(text, x, y, ...rest);
-      };
-      node.onDrawForeground?.(ctx, app.canvas);
-      boxes.push({ id: node.id, type: node.type, x: node.pos[0], y: node.pos[1] - title, w: node.size[0],
-                   h: node.size[1] + title, texts });
+  await new Promise((resolve) => setTimeout(resolve, 1200)); // the live estimates arrive
+  for (const node of app.graph.nodes) {
+    if (estimateLines && ["I2VGenXLConditioning", "I2VGenXLRefineSampler"].includes(node.type)) {
+      setInfo(node, "estimate", estimateLines.map((text) => ({ text, tone: text.startsWith("WARNING") ? "warn" : "info" })));
     }
   }
+  refreshAll();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const title = window.LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+  const boxes = app.graph.nodes.map((node) => ({
+    id: node.id, type: node.type, x: node.pos[0], y: node.pos[1] - title, w: node.size[0], h: node.size[1] + title,
+    texts: [...(node.__i2vgenInfo?.sections?.values() ?? [])].reduce((n, lines) => n + lines.length, 0),
+  }));
   const hit = (a, b) => Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x) > 0.5 &&
     Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y) > 0.5;
   const overlaps = [];
   for (const a of boxes) {
     for (const b of boxes) {
-      if (a === b) {
-        continue;
-      }
-      if (a.id < b.id && hit(a, b)) {
+      if (String(a.id) < String(b.id) && hit(a, b)) {
         overlaps.push({ node: `${a.id} ${a.type}`, other: `${b.id} ${b.type}` });
-      }
-      for (const t of a.texts) {
-        if (hit(t, b)) {
-          overlaps.push({ text: t.text, of: `${a.id} ${a.type}`, other: `${b.id} ${b.type}` });
-        }
       }
     }
   }
-  return { boxes: boxes.map(({ texts, ...box }) => ({ ...box, texts: texts.length })), overlaps };
+  return { boxes, overlaps };
+}
+
+// Runs in the page: bring node `id` to the middle of the screen at zoom 1 and say what of its on-node text is really
+// on screen: the panel element's box, whether it lies inside the node's box on screen (the Vue node's element in
+// Nodes 2.0, the node's canvas box otherwise), whether it is the topmost element at its centre (nothing covers it),
+// its text, and (Conditioning) whether width/height show as disabled.
+async function onScreen({ id, mode }) {
+  const app = window.app;
+  const node = app.graph.getNodeById(id) ?? app.graph.getNodeById(Number(id));
+  const ds = app.canvas.ds;
+  ds.scale = 1;
+  const rect = app.canvas.canvas.getBoundingClientRect();
+  ds.offset[0] = rect.width / 2 / ds.scale - node.pos[0] - node.size[0] / 2;
+  ds.offset[1] = rect.height / 2 / ds.scale - node.pos[1] - node.size[1] / 2;
+  app.canvas.setDirty(true, true);
+  app.canvas.draw(true, true);
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  const panel = node.__i2vgenInfo?.element ?? null;
+  const title = window.LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+  const nodeElement = document.querySelector(`[data-node-id="${node.id}"]`);
+  const box = (r) => ({ x: r.left, y: r.top, w: r.width, h: r.height });
+  const nodeBox = mode === "vue" && nodeElement ? box(nodeElement.getBoundingClientRect())
+    : { x: (node.pos[0] + ds.offset[0]) * ds.scale + rect.left, y: (node.pos[1] - title + ds.offset[1]) * ds.scale + rect.top,
+        w: node.size[0] * ds.scale, h: (node.size[1] + title) * ds.scale };
+  const out = { id: String(node.id), type: node.type, node_box: nodeBox, has_panel: Boolean(panel), panel_box: null,
+                connected: false, inside: false, on_top: false, text: null, disabled: null };
+  if (panel) {
+    const r = panel.getBoundingClientRect();
+    out.panel_box = box(r);
+    out.connected = panel.isConnected;
+    out.text = panel.innerText;
+    out.visible = panel.isConnected && r.width > 20 && r.height > 8 && (panel.checkVisibility?.() ?? true);
+    out.inside = r.left >= nodeBox.x - 2 && r.top >= nodeBox.y - 2 && r.right <= nodeBox.x + nodeBox.w + 2 &&
+      r.bottom <= nodeBox.y + nodeBox.h + 2;
+    // the panel lets pointer events through to the node; take them for the probe so it can be hit
+    const before = panel.style.pointerEvents;
+    panel.style.pointerEvents = "auto";
+    const hit = document.elementFromPoint(r.left + Math.min(r.width / 2, 40), r.top + Math.min(r.height / 2, 7));
+    panel.style.pointerEvents = before;
+    out.on_top = Boolean(hit && panel.contains(hit));
+    out.clipped = panel.scrollHeight > panel.clientHeight + 1;
+    out.style = { display: getComputedStyle(panel).display, rows: [...panel.children].map((c) => c.offsetHeight),
+                  parent: panel.parentElement?.className ?? null };
+  }
+  if (node.type === "I2VGenXLConditioning") {
+    const widgets = ["width", "height"].map((n) => node.widgets.find((w) => w.name === n));
+    out.disabled = { widgets: widgets.map((w) => Boolean(w?.disabled)) };
+    if (mode === "vue" && nodeElement) {
+      out.disabled.dom = nodeElement.querySelectorAll("input:disabled, [aria-disabled='true'], .p-disabled").length;
+    }
+  }
+  return out;
 }
 
 // A copy of a UI workflow whose every model file (the widgets that properties.models names) is not on the server.
@@ -229,6 +251,14 @@ async function main() {
     );
     report.dialogs_at_start = await openDialogs(page);
     await closeDialogs(page);
+    // the node renderer under test: the classic canvas or Nodes 2.0 (Vue)
+    report.mode = config.mode ?? "canvas";
+    report.mode_set = await page.evaluate(async (vue) => {
+      await window.app.extensionManager.setting.set("Comfy.VueNodes.Enabled", vue);
+      return window.app.extensionManager.setting.get("Comfy.VueNodes.Enabled");
+    }, report.mode === "vue");
+    await page.waitForTimeout(500);
+    await closeDialogs(page);
 
     // Negative control: a workflow with an unknown node must be seen as such (else the checks below prove nothing).
     if (config.workflows.length) {
@@ -238,6 +268,8 @@ async function main() {
       await page.waitForTimeout(500);
       control.dialogs = await openDialogs(page);
       control.missing_type = MISSING_NODE_TYPE;
+      // newer frontends list missing nodes in a side panel ("Issues"/errors tab) instead of a dialog
+      control.mentions = await pageMentions(page, MISSING_NODE_TYPE);
       report.control = control;
       await closeDialogs(page);
     }
@@ -254,8 +286,10 @@ async function main() {
     for (const { name, path: file } of config.workflows) {
       const graph = JSON.parse(fs.readFileSync(file, "utf8"));
       const lines = config.estimate_lines ?? null;
-      const present = await page.evaluate(layoutCheck, { graph, name, estimateLines: lines });
-      const missing = await page.evaluate(layoutCheck, { graph: withMissingModels(graph), name, estimateLines: lines });
+      const packUrl = config.pack_url;
+      const present = await page.evaluate(layoutCheck, { graph, name, estimateLines: lines, packUrl });
+      const missing = await page.evaluate(layoutCheck, { graph: withMissingModels(graph), name, estimateLines: lines,
+                                                         packUrl });
       await page.waitForTimeout(300);
       await closeDialogs(page);
       report.layouts[name] = { present, missing };
@@ -295,7 +329,30 @@ async function main() {
         windows_16: await read({ type: "I2VGenXLRefineSampler", widget: "context_frames", value: 16 }),
       };
     }
-    report.snap = await page.evaluate(snapTexts, config.snap_cases ?? []);
+    report.snap = await page.evaluate(snapTexts, { cases: config.snap_cases ?? [], packUrl: config.pack_url });
+    // What of the on-node text is really on screen, node by node, in the workflow with every model file missing
+    // (so the loaders show their help too); a screenshot of each kind of node.
+    if (config.on_screen_workflow) {
+      const graph = withMissingModels(JSON.parse(fs.readFileSync(config.on_screen_workflow, "utf8")));
+      await page.evaluate(async (g) => { await window.app.loadGraphData(g, true, true, "on_screen"); }, graph);
+      await page.waitForTimeout(1500);
+      await closeDialogs(page);
+      const ids = await page.evaluate(() => window.app.graph.nodes.filter((n) => n.__i2vgenInfo?.sections?.size)
+        .map((n) => String(n.id)));
+      report.on_screen = [];
+      const shot = new Set();
+      for (const id of ids) {
+        const seen = await page.evaluate(onScreen, { id, mode: report.mode });
+        report.on_screen.push(seen);
+        if (config.screenshot_dir && !shot.has(seen.type)) {
+          shot.add(seen.type);
+          const b = seen.node_box;
+          await page.screenshot({ path: `${config.screenshot_dir}/${report.mode}-${seen.type}.png`,
+                                  clip: { x: Math.max(0, b.x - 20), y: Math.max(0, b.y - 20), width: b.w + 40,
+                                          height: b.h + 40 } }).catch(() => {});
+        }
+      }
+    }
   });
 }
 

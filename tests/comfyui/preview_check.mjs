@@ -9,7 +9,7 @@
 import fs from "node:fs";
 import path from "node:path";
 
-import { closeDialogs, openDialogs, runInBrowser } from "./browser.mjs";
+import { closeDialogs, openDialogs, pageMentions, runInBrowser } from "./browser.mjs";
 
 const SETTING_ID = "I2VGen-XL.AnimatedPreview";
 
@@ -51,11 +51,9 @@ function describeEstimates(ids) {
   const out = {};
   for (const id of ids) {
     const node = window.app.graph.getNodeById(Number(id)) ?? window.app.graph.getNodeById(id);
-    const texts = [];
-    const ctx = document.createElement("canvas").getContext("2d");
-    ctx.fillText = (t) => texts.push(String(t));
-    node?.onDrawForeground?.(ctx, window.app.canvas);
-    out[id] = { type: node?.type ?? null, lines: node?.i2vgenMemoryText ?? null, drawn: texts };
+    const texts = (node?.__i2vgenInfo?.sections?.get("estimate") ?? []).map((l) => l.text);
+    out[id] = { type: node?.type ?? null, lines: node?.i2vgenMemoryText ?? null, drawn: texts,
+                on_page: Boolean(node?.__i2vgenInfo?.element?.isConnected) };
   }
   return out;
 }
@@ -90,7 +88,7 @@ async function main() {
     await page.waitForFunction(() => Boolean(window.comfyAPI.api.api.clientId), null, { timeout });
     await page.waitForTimeout(1500);
     await closeDialogs(page);
-    report.extensions = await page.evaluate(() => window.app.extensions.map((e) => e.name));
+    report.extensions = await page.evaluate(() => (window.app.extensions ?? []).map((e) => e.name));
     report.setting_default = await page.evaluate((id) => window.app.extensionManager.setting.get(id), SETTING_ID);
     report.client_id = await page.evaluate(() => window.comfyAPI.api.api.clientId);
 
@@ -147,36 +145,34 @@ async function main() {
     await page.evaluate(async (graph) => { await window.app.loadGraphData(graph, true, true, "missing_models"); }, wf);
     await page.waitForTimeout(1500);
     report.missing_dialogs = await openDialogs(page);
+    // newer frontends list missing models in a side panel instead of a dialog
+    report.missing_mentions = await pageMentions(page, "missing_non_ema_0035000.pth");
     await page.screenshot({ path: path.join(config.screenshot_dir, "missing_models_dialog.png") });
     await closeDialogs(page);
-    report.missing_help = await page.evaluate((ids) => {
+    report.missing_help = await page.evaluate(async ({ ids, packUrl }) => {
+      const { missingHelp } = await import(`${packUrl}model_help.js`);
       const out = {};
       for (const node of window.app.graph.nodes) {
-        const texts = [];
-        const ctx = document.createElement("canvas").getContext("2d");
-        ctx.fillText = (t) => texts.push(String(t));
-        node.onDrawForeground?.(ctx, window.app.canvas);
-        out[node.id] = { type: node.type, renamed: ids.includes(String(node.id)), texts,
-                         help: window.I2VGenXLModelHelp.missingHelp(node) };
+        const texts = (node.__i2vgenInfo?.sections?.get("help") ?? []).map((l) => l.text);
+        out[node.id] = { type: node.type, renamed: ids.includes(String(node.id)), texts, help: missingHelp(node),
+                         on_page: Boolean(node.__i2vgenInfo?.element?.isConnected) };
       }
       return out;
-    }, Object.keys(renamed));
+    }, { ids: Object.keys(renamed), packUrl: config.pack_url });
     await page.evaluate(() => { window.app.canvas.setDirty(true, true); window.app.canvas.draw(true, true); });
     await page.screenshot({ path: path.join(config.screenshot_dir, "missing_models_on_node.png") });
 
     // 4. one size: Conditioning with image_latent linked shows the Detail Encode size and greys its own out
-    report.one_size = await page.evaluate(() => {
+    report.one_size = await page.evaluate(async (packUrl) => {
+      const { sizeRule } = await import(`${packUrl}one_size.js`);
       const out = [];
       for (const node of window.app.graph.nodes.filter((n) => n.type === "I2VGenXLConditioning")) {
-        const texts = [];
-        const ctx = document.createElement("canvas").getContext("2d");
-        ctx.fillText = (t) => texts.push(String(t));
-        node.onDrawForeground?.(ctx, window.app.canvas);
-        out.push({ id: node.id, rule: window.I2VGenXLOneSize.sizeRule(node), texts,
+        const texts = (node.__i2vgenInfo?.sections?.get("size") ?? []).map((l) => l.text);
+        out.push({ id: node.id, rule: sizeRule(node), texts,
                    disabled: node.widgets.filter((w) => ["width", "height"].includes(w.name)).map((w) => !!w.disabled) });
       }
       return out;
-    });
+    }, config.pack_url);
 
     // 5. a run larger than the device's free memory: the conditioning node warns, naming what to change
     if (config.warning_prompt) {

@@ -28,6 +28,7 @@ def main(comfy_root: str, repo: str) -> dict:
     class StandIn:
         client_id = "browser"
         last_node_id = "7"
+        last_prompt_id = "job-1"
         sockets_metadata = {"browser": {"feature_flags": {"supports_preview_metadata": True}},
                             "old": {"feature_flags": {}}}
 
@@ -53,6 +54,8 @@ def main(comfy_root: str, repo: str) -> dict:
     kind, (image, metadata), sid2 = server.sent[1]
     out["layout"], out["layout_sid"] = layout, sid
     out["image_kind"], out["image_size"], out["metadata"] = kind, list(image[1].size), metadata
+    kind, (image, metadata), _ = server.sent[2]
+    out["thumbnail_kind"], out["thumbnail_size"], out["thumbnail_metadata"] = kind, list(image[1].size), metadata
     out["image_latent_4d"] = type(animated.decode_latent_to_preview_image("JPEG", torch.randn(1, 4, 10, 14))).__name__
     out["other_format"] = type(latent_preview.get_previewer(torch.device("cpu"),
                                                             comfy.latent_formats.SD15())).__name__

@@ -35,10 +35,17 @@ def test_only_clients_that_asked_get_the_animated_previewer(got):
 
 def test_one_sheet_of_every_frame_per_step(got):
     assert got["returned"] == "None"  # nothing for ComfyUI's own preview channel
-    assert got["layout"] == {"node": "7", "prompt_id": None, "frames": 6, "cols": 3, "rows": 2, "fps": 8, "step": 1}
+    assert got["layout"] == {"node": "7", "prompt_id": "job-1", "frames": 6, "cols": 3, "rows": 2, "fps": 8,
+                             "step": 1}
     assert got["layout_sid"] == "browser"
     assert got["image_kind"] == 4 and got["image_size"] == [3 * 14, 2 * 10]  # PREVIEW_IMAGE_WITH_METADATA
     assert got["metadata"]["display_node_id"] == "i2vgen-xl-preview" and got["metadata"]["node_id"] == "7"
+    # the sheet carries no prompt id (newer frontends make a job's last preview with one its queue thumbnail) ...
+    assert got["metadata"]["prompt_id"] is None
+    # ... frame 0 alone does, under a display id no node has: the job's thumbnail is the first frame
+    assert got["thumbnail_kind"] == 4 and got["thumbnail_size"] == [14, 10]
+    assert got["thumbnail_metadata"]["prompt_id"] == "job-1"
+    assert got["thumbnail_metadata"]["display_node_id"] == "i2vgen-xl-thumbnail"
     assert got["image_latent_4d"] == "tuple"  # a 4-D latent goes to ComfyUI's previewer
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from test_frontend import BROWSER_TIMEOUT_S, browser_tools, run_browser_script  # noqa: F401  (the fixture)
+from test_frontend import (  # noqa: F401  (browser_tools: the fixture)
+    BROWSER_TIMEOUT_S, MODES, browser_tools, run_browser_script, skip_preview_renderer)
 
 pytestmark = pytest.mark.comfyui
 
@@ -62,23 +63,25 @@ def warning_prompt() -> dict:
             "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 2]}}}
 
 
-@pytest.fixture(scope="module")
-def report(comfyui_install, browser_tools, comfy_server, pack_name, tmp_path_factory) -> dict:  # noqa: F811
-    work = tmp_path_factory.mktemp("previews")
+@pytest.fixture(scope="module", params=MODES)
+def report(request, comfyui_install, browser_tools, comfy_server, pack_name, tmp_path_factory) -> dict:  # noqa: F811
+    """Run preview_check.mjs once per node renderer (classic canvas, Nodes 2.0); its JSON report."""
+    skip_preview_renderer(request.param)
+    work = tmp_path_factory.mktemp(f"previews-{request.param}")
     shots = work / "screenshots"
     prompt = preview_prompt()
     config = {"url": comfy_server.client.base, "out": str(work / "report.json"), "chromium": browser_tools["chromium"],
               "screenshot_dir": str(shots), "prompt": prompt, "samplers": ["3", "4"], "frames": FRAMES,
               "workflow": str(WORKFLOW), "timeout_ms": 1_200_000, "estimate_nodes": ["2", "3"],
-              "warning_prompt": warning_prompt(), "pack_url": f"/extensions/{pack_name}/"}
+              "warning_prompt": warning_prompt(), "pack_url": f"/extensions/{pack_name}/", "mode": request.param}
     data = run_browser_script(SCRIPT, config, work, browser_tools, comfy_server, RUN_TIMEOUT_S)
     out = Path(config["out"])
     keep = os.environ.get("I2VGEN_TEST_ARTIFACTS")  # optional folder that outlives pytest's tmp
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         for p in shots.glob("*.png"):
-            shutil.copy(p, Path(keep) / p.name)
-        shutil.copy(out, Path(keep) / "preview_report.json")
+            shutil.copy(p, Path(keep) / f"{request.param}-{p.name}")
+        shutil.copy(out, Path(keep) / f"preview_report-{request.param}.json")
     print(f"\n[previews] screenshots in {shots}: {sorted(p.name for p in shots.glob('*.png'))}")
     data["screenshots"] = sorted(str(p) for p in shots.glob("*.png"))
     return data

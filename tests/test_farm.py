@@ -280,3 +280,20 @@ def test_two_ray_nodes_and_a_killed_worker(tmp_path):
     assert len({r["worker"].split("@")[1] for r in res.values()}) == 2  # both nodes rendered
     for job in jobs:
         check_video(out, job["id"], job, folder)
+
+
+def test_rayjob_manifest_runs_the_farm():
+    """workflows/farm_rayjob.yaml is a KubeRay RayJob whose entrypoint is the farm on a shipped workflow."""
+    import yaml  # comes with ray
+
+    doc = yaml.safe_load((REPO / "workflows" / "farm_rayjob.yaml").read_text())
+    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == "RayJob"
+    entry = doc["spec"]["entrypoint"].split()
+    assert entry[1].endswith("workflows/farm.py") and "--address" in entry
+    workflow = entry[entry.index("--workflow") + 1]
+    assert (REPO / "workflows" / "api" / Path(workflow).name).is_file()
+    args = farm.build_parser().parse_args(entry[2:])
+    assert args.address == "auto" and not args.cpu
+    workers = doc["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert workers["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert doc["spec"]["rayClusterSpec"]["rayVersion"] in (REPO / "constraints.txt").read_text()

@@ -305,7 +305,10 @@ def describe_exit(code: Optional[int]) -> str:
     if code is None:
         return "still running, not answering"
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
         hint = " (out of memory, or killed by hand)" if -code == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
     return f"exit code {code}"
@@ -357,11 +360,15 @@ class ComfyWorker:
         out = {"worker": self.label()}
         try:
             self._ensure_server()
+        except RuntimeError as err:  # a fresh server would not start: this attempt is lost, the job goes back
+            out.update(status="lost", error=str(err), seconds=round(time.monotonic() - started, 3))
+            return out
+        try:
             out.update(self._run(prompt, upload_name, upload, timeout))
         except headless.ComfyTimeout as err:
             stop_server(self.proc)  # a hung server: the next job gets a fresh one
             out.update(status="lost", error=str(err))
-        except (headless.ComfyError, OSError, RuntimeError) as err:
+        except (headless.ComfyError, OSError) as err:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=2)  # a connection refused can come just before the exit is seen
             if self.proc.poll() is None and isinstance(err, headless.ComfyError) \
@@ -458,6 +465,12 @@ class Progress:
         elif force or now - self._last_print > 10:
             print(self.line(), file=self.stream, flush=True)
             self._last_print = now
+
+    def finish(self) -> None:
+        """The last state of the bar, on a line of its own."""
+        self.show(force=True)
+        if self._tty:
+            print(file=self.stream)
 
     def summary(self) -> str:
         """The table printed at the end: one row per worker and the totals."""
@@ -685,9 +698,7 @@ def farm(args) -> int:
             finally:
                 stop_workers(actors)
                 ray.shutdown()
-        progress.show(force=True)
-        if progress._tty:
-            print(file=sys.stderr)
+        progress.finish()
         out.compact([job.id for job in jobs])
         print(progress.summary())
         failed = [job.id for job in jobs if out.records.get(job.id, {}).get("status") != "ok"]

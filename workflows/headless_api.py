@@ -141,7 +141,7 @@ class Client:
             except ComfyError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(min(2.0, max(0.2, seconds / 50)))
+                time.sleep(1.0)
 
     def wait(self, prompt_id: str, timeout: float, quiet: bool = False) -> dict:
         """Follow progress (websocket if available, else polling) until the run ends; returns its history entry."""

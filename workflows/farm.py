@@ -205,7 +205,8 @@ class OutputDir:
 
     def compact(self, order: list[str]) -> None:
         """Rewrite results.jsonl with one line per job, jobs-file order first, then ids of earlier runs."""
-        ids = order + [i for i in self.records if i not in set(order)]
+        listed = set(order)
+        ids = order + [i for i in self.records if i not in listed]
         text = "".join(json.dumps(self.records[i]) + "\n" for i in ids if i in self.records)
         write_atomically(self.path / RESULTS, text.encode())
 

@@ -109,9 +109,10 @@ class Handler(BaseHTTPRequestHandler):
     """The endpoints the headless client uses."""
 
     def log_message(self, *args) -> None:
-        pass
+        """Quiet: the farm keeps the server's output in a log file of its own."""
 
     def reply(self, code: int, body) -> None:
+        """Send JSON (or raw bytes) with a status code."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Length", str(len(data)))
@@ -119,6 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
+        """/system_stats, /history/ID, /view."""
         url = urlparse(self.path)
         if url.path == "/system_stats":
             return self.reply(200, {"system": {"comfyui_version": "fake"}, "devices": []})
@@ -132,6 +134,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.reply(404, {"error": "not found"})
 
     def do_POST(self) -> None:
+        """/upload/image (multipart), /prompt."""
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.path == "/upload/image":
             msg = email.parser.BytesParser().parsebytes(

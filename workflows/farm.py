@@ -370,20 +370,23 @@ class ComfyWorker:
             stop_server(self.proc)  # a hung server: the next job gets a fresh one
             out.update(status="lost", error=str(err))
         except (headless.ComfyError, OSError) as err:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=2)  # a connection refused can come just before the exit is seen
-            if self.proc.poll() is None and isinstance(err, headless.ComfyError) \
-                    and not str(err).startswith("cannot reach"):
-                out.update(status="failed", error=str(err))
-            else:
-                stop_server(self.proc)
-                out.update(status="lost", error=f"the ComfyUI server died during the job "
-                                                f"({describe_exit(self.proc.returncode)}); the end of its log:\n"
-                                                f"{log_tail(self.scratch / 'server.log')}")
+            out.update(self._classify(err))
         finally:
             self._clear_files()
         out["seconds"] = round(time.monotonic() - started, 3)
         return out
+
+    def _classify(self, err: Exception) -> dict:
+        """ComfyUI's refusal or a node's error while the server lives: failed; a dead or mute server: lost."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=2)  # a refused connection can come just before the exit is seen
+        code = self.proc.poll()
+        if code is None and isinstance(err, headless.ComfyError) and not isinstance(err, headless.ComfyUnreachable):
+            return {"status": "failed", "error": str(err)}
+        stop_server(self.proc)
+        reason = describe_exit(code) if code is not None else f"it stopped answering ({err}) and was stopped"
+        return {"status": "lost", "error": f"the ComfyUI server died during the job ({reason}); the end of its "
+                                           f"log:\n{log_tail(self.scratch / 'server.log')}"}
 
     def _run(self, prompt: dict, upload_name: str, upload: bytes, timeout: float) -> dict:
         """Upload, queue, wait, fetch the video."""

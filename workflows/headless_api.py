@@ -56,6 +56,10 @@ class ComfyError(RuntimeError):
     """The server refused the workflow or failed while running it."""
 
 
+class ComfyUnreachable(ComfyError):
+    """No answer from the server's address (not started, or gone)."""
+
+
 class ComfyTimeout(ComfyError):
     """The run did not finish within the time allowed."""
 
@@ -83,7 +87,8 @@ class Client:
             body = err.read().decode(errors="replace")
             raise ComfyError(f"{path}: HTTP {err.code}: {_explain_error(body)}") from None
         except urllib.error.URLError as err:
-            raise ComfyError(f"cannot reach ComfyUI at {self.base} ({err.reason}); is the server running?") from None
+            raise ComfyUnreachable(f"cannot reach ComfyUI at {self.base} ({err.reason}); is the server running?") \
+                from None
 
     def get_json(self, path: str) -> Any:
         """GET a JSON endpoint."""

@@ -56,6 +56,18 @@ class ComfyError(RuntimeError):
     """The server refused the workflow or failed while running it."""
 
 
+class ComfyUnreachable(ComfyError):
+    """No answer from the server's address (not started, or gone)."""
+
+
+class ComfyTimeout(ComfyError):
+    """The run did not finish within the time allowed."""
+
+
+class UsageError(ValueError):
+    """The command line or a file given on it is not what this script expects."""
+
+
 class Client:
     """A minimal ComfyUI HTTP client (POST /prompt, /upload/image; GET /history, /view)."""
 
@@ -75,7 +87,8 @@ class Client:
             body = err.read().decode(errors="replace")
             raise ComfyError(f"{path}: HTTP {err.code}: {_explain_error(body)}") from None
         except urllib.error.URLError as err:
-            raise ComfyError(f"cannot reach ComfyUI at {self.base} ({err.reason}); is the server running?") from None
+            raise ComfyUnreachable(f"cannot reach ComfyUI at {self.base} ({err.reason}); is the server running?") \
+                from None
 
     def get_json(self, path: str) -> Any:
         """GET a JSON endpoint."""
@@ -109,15 +122,31 @@ class Client:
         """The finished run's history entry, or None while it is still queued / running."""
         return self.get_json(f"/history/{prompt_id}").get(prompt_id)
 
-    def download(self, ref: dict, out_dir: Path) -> Path:
-        """Fetch one output file ({filename, subfolder, type}) via /view."""
+    def fetch(self, ref: dict) -> bytes:
+        """The bytes of one output file ({filename, subfolder, type}), via /view."""
         query = urllib.parse.urlencode({"filename": ref["filename"], "subfolder": ref.get("subfolder", ""),
                                         "type": ref.get("type", "output")})
-        data = self._request(f"/view?{query}")
+        return self._request(f"/view?{query}")
+
+    def download(self, ref: dict, out_dir: Path) -> Path:
+        """Fetch one output file ({filename, subfolder, type}) into out_dir."""
+        data = self.fetch(ref)
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / Path(ref["filename"]).name
         target.write_bytes(data)
         return target
+
+    def wait_ready(self, seconds: float) -> None:
+        """Wait up to `seconds` for the server to answer /system_stats (e.g. right after starting it)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.get_json("/system_stats")
+                return
+            except ComfyError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
     def wait(self, prompt_id: str, timeout: float, quiet: bool = False) -> dict:
         """Follow progress (websocket if available, else polling) until the run ends; returns its history entry."""
@@ -139,7 +168,7 @@ class Client:
             if entry is not None and entry.get("status", {}).get("status_str") == "error":
                 return entry
             time.sleep(1.0)
-        raise ComfyError(f"timed out after {timeout:.0f}s waiting for prompt {prompt_id}")
+        raise ComfyTimeout(f"timed out after {timeout:.0f}s waiting for prompt {prompt_id}")
 
     def _follow_websocket(self, websocket, prompt_id: str, deadline: float, quiet: bool) -> None:
         url = self.base.replace("http://", "ws://").replace("https://", "wss://") + f"/ws?clientId={self.client_id}"
@@ -299,41 +328,60 @@ def output_files(entry: dict) -> list[dict]:
     return refs
 
 
+def load_api_workflow(path: Path) -> dict:
+    """An API-format workflow from a file; a UI-format one is refused with what to use instead."""
+    workflow = json.loads(Path(path).read_text())
+    if "nodes" in workflow and "links" in workflow:
+        raise UsageError(f"{path} is a UI-format workflow; use the matching NAME.api.json "
+                         f"(File > Export (API) in ComfyUI)")
+    return workflow
+
+
+def build_prompt(workflow: dict, *, smoke: bool = False, image: Optional[str] = None, video: Optional[str] = None,
+                 text: Optional[str] = None, negative: Optional[str] = None, seed: Optional[int] = None,
+                 sets: Optional[list[str]] = None) -> dict:
+    """The graph to submit: smoke-sized if asked, then the inputs, prompts, seed and --set values applied."""
+    if smoke:
+        workflow = smoke_sized(workflow)
+    return apply_overrides(workflow, image=image, video=video, text=text, negative=negative, seed=seed, sets=sets)
+
+
+def execution_error(entry: dict) -> str:
+    """ComfyUI's own words for a failed run ("error in node ID (Type): message"), from its history entry."""
+    lines = []
+    for kind, data in entry.get("status", {}).get("messages", []):
+        if kind == "execution_error":
+            lines.append(f"error in node {data.get('node_id')} ({data.get('node_type')}): "
+                         f"{data.get('exception_message', '').strip()}")
+    return "\n".join(lines) or f"the run ended with status {entry.get('status', {}).get('status_str')!r}"
+
+
+def execute(client: Client, prompt: dict, timeout: float, quiet: bool = True) -> dict:
+    """Queue a prompt and wait for it; returns its history entry, or raises ComfyError with ComfyUI's message."""
+    prompt_id = client.queue(prompt)
+    if not quiet:
+        print(f"queued {prompt_id}", file=sys.stderr)
+    entry = client.wait(prompt_id, timeout, quiet=quiet)
+    if entry.get("status", {}).get("status_str") != "success":
+        raise ComfyError(execution_error(entry))
+    return entry
+
+
 def run(args: argparse.Namespace) -> int:
     """Upload inputs, queue, wait, download; returns the exit status."""
-    workflow = json.loads(Path(args.workflow).read_text())
-    if "nodes" in workflow and "links" in workflow:
-        print("this is a UI-format workflow; use the matching NAME.api.json (File > Export (API) in ComfyUI)",
-              file=sys.stderr)
+    try:
+        workflow = load_api_workflow(args.workflow)
+    except UsageError as err:
+        print(err, file=sys.stderr)
         return 2
     client = Client(args.server, timeout=args.http_timeout)
-    deadline = time.monotonic() + args.wait_server
-    while True:  # a server that is still starting up
-        try:
-            client.get_json("/system_stats")
-            break
-        except ComfyError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2)
+    client.wait_ready(args.wait_server)
     image = client.upload(Path(args.image)) if args.image else None
     video = client.upload(Path(args.video)) if args.video else None
-    if args.smoke:
-        workflow = smoke_sized(workflow)
-    prompt = apply_overrides(workflow, image=image, video=video, text=args.prompt, negative=args.negative,
-                             seed=args.seed, sets=args.set)
+    prompt = build_prompt(workflow, smoke=args.smoke, image=image, video=video, text=args.prompt,
+                          negative=args.negative, seed=args.seed, sets=args.set)
     started = time.monotonic()
-    prompt_id = client.queue(prompt)
-    if not args.quiet:
-        print(f"queued {prompt_id}", file=sys.stderr)
-    entry = client.wait(prompt_id, args.timeout, quiet=args.quiet)
-    status = entry.get("status", {})
-    if status.get("status_str") != "success":
-        for kind, data in status.get("messages", []):
-            if kind == "execution_error":
-                print(f"error in node {data.get('node_id')} ({data.get('node_type')}): "
-                      f"{data.get('exception_message', '').strip()}", file=sys.stderr)
-        return 1
+    entry = execute(client, prompt, args.timeout, quiet=args.quiet)
     files = [client.download(ref, Path(args.out)) for ref in output_files(entry)]
     for f in files:
         print(f)

@@ -291,15 +291,20 @@ class ComfyServer:
 
     def probe_video(self, path: Path) -> dict:
         """Frame count, width and height of a saved video, read with PyAV in ComfyUI's Python."""
-        code = ("import av, json, sys\n"
-                "c = av.open(sys.argv[1]); s = c.streams.video[0]\n"
-                "n = sum(1 for _ in c.decode(s))\n"
-                "print(json.dumps({'frames': n, 'width': s.codec_context.width, 'height': s.codec_context.height,"
-                " 'fps': float(s.average_rate or 0)}))\n")
-        out = subprocess.run([str(self.python), "-c", code, str(path)], capture_output=True, text=True, timeout=120)
-        if out.returncode != 0:
-            raise RuntimeError(f"could not read {path}: {out.stderr}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return probe_video(self.python, path)
+
+
+def probe_video(python: Path, path: Path) -> dict:
+    """Frame count, width, height and fps of a video file, read with PyAV in ComfyUI's Python `python`."""
+    code = ("import av, json, sys\n"
+            "c = av.open(sys.argv[1]); s = c.streams.video[0]\n"
+            "n = sum(1 for _ in c.decode(s))\n"
+            "print(json.dumps({'frames': n, 'width': s.codec_context.width, 'height': s.codec_context.height,"
+            " 'fps': float(s.average_rate or 0)}))\n")
+    out = subprocess.run([str(python), "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"could not read {path}: {out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _wait_ready(client: ComfyClient, process: subprocess.Popen, log_path: Path) -> None:
@@ -324,6 +329,31 @@ def _copy_example_inputs(input_dir: Path) -> None:
             shutil.copy2(f, input_dir / f.name)
 
 
+def pack_config(base: Path) -> tuple[Path, dict[str, list[str]]]:
+    """Under `base`: custom_nodes/ with a link to this package, models/ for extra files, and an
+    extra_model_paths.yaml naming both and the demo weights; returns (the yaml, the demo-weight manifest)."""
+    for name in ("custom_nodes", "models/i2vgen", "models/loras"):  # i2vgen: the loader's folder for test files
+        (base / name).mkdir(parents=True, exist_ok=True)
+    link = base / "custom_nodes" / PACK_NAME
+    if not link.exists():
+        os.symlink(REPO, link, target_is_directory=True)
+    demo = demo_models_dir()
+    manifest = write_demo_weights(demo)
+    lines = ["i2vgen_demo:", f"    base_path: {demo}"]
+    lines += [f"    {folder}: {folder}" for folder in sorted(manifest)]
+    lines += ["i2vgen_tests:", f"    base_path: {base / 'models'}", f"    custom_nodes: {base / 'custom_nodes'}",
+              "    i2vgen: i2vgen", "    loras: loras"]
+    yaml_path = base / "extra_model_paths.yaml"
+    yaml_path.write_text("\n".join(lines) + "\n")
+    return yaml_path, manifest
+
+
+def pack_server_args(yaml_path: Path) -> list[str]:
+    """The options that load this package alone with the demo weights (the farm test passes them on too)."""
+    return ["--extra-model-paths-config", str(yaml_path), "--database-url", "sqlite:///:memory:",
+            "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME]
+
+
 def start_server(base: Path) -> ComfyServer:
     """Start ComfyUI with this package and the demo weights, with all its folders under `base`."""
     root, python = comfyui_paths()
@@ -332,30 +362,16 @@ def start_server(base: Path) -> ComfyServer:
     dirs = {name: base / name for name in ("output", "input", "temp", "user", "custom_nodes", "models")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
-    link = dirs["custom_nodes"] / PACK_NAME
-    if not link.exists():
-        os.symlink(REPO, link, target_is_directory=True)
+    yaml_path, manifest = pack_config(base)
     demo = demo_models_dir()
-    manifest = write_demo_weights(demo)
     _copy_example_inputs(dirs["input"])
-    (dirs["models"] / "i2vgen").mkdir(exist_ok=True)  # the loader's own folder; tests drop extra files here
-    (dirs["models"] / "loras").mkdir(exist_ok=True)
-
-    lines = ["i2vgen_demo:", f"    base_path: {demo}"]
-    lines += [f"    {folder}: {folder}" for folder in sorted(manifest)]
-    lines += ["i2vgen_tests:", f"    base_path: {dirs['models']}", f"    custom_nodes: {dirs['custom_nodes']}",
-              "    i2vgen: i2vgen", "    loras: loras"]
-    yaml_path = base / "extra_model_paths.yaml"
-    yaml_path.write_text("\n".join(lines) + "\n")
 
     port = free_port()
     log_path = base / "server.log"
     args = [str(python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
             "--output-directory", str(dirs["output"]), "--input-directory", str(dirs["input"]),
             "--temp-directory", str(dirs["temp"]), "--user-directory", str(dirs["user"]),
-            "--extra-model-paths-config", str(yaml_path), "--database-url", "sqlite:///:memory:",
-            "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME,
-            "--preview-method", "latent2rgb", "--disable-auto-launch"]
+            *pack_server_args(yaml_path), "--preview-method", "latent2rgb", "--disable-auto-launch"]
     args += frontend_args()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("PYTHONPATH", None)

@@ -15,14 +15,17 @@ const SETTING_ID = "I2VGen-XL.AnimatedPreview";
 
 // In the page: record every preview message and the run's end, from now on.
 function startRecording() {
-  const rec = { layouts: [], sheets: [], core: [], done: [], errors: [] };
+  const rec = { layouts: [], sheets: [], thumbnails: [], core: [], done: [], errors: [] };
   window.__i2vgenRec = rec;
   const api = window.comfyAPI.api.api;
   const t0 = performance.now();
   api.addEventListener("i2vgen-xl.preview", ({ detail }) => rec.layouts.push({ ...detail, t: performance.now() - t0 }));
   api.addEventListener("b_preview_with_metadata", ({ detail }) => {
-    const item = { node: String(detail.nodeId), display: String(detail.displayNodeId), t: performance.now() - t0 };
-    (detail.displayNodeId === "i2vgen-xl-preview" ? rec.sheets : rec.core).push(item);
+    // jobId: the prompt id newer frontends read (and keep the image as the job's thumbnail when there is one)
+    const item = { node: String(detail.nodeId), display: String(detail.displayNodeId), t: performance.now() - t0,
+                   job: detail.jobId ?? null };
+    const kind = { "i2vgen-xl-preview": rec.sheets, "i2vgen-xl-thumbnail": rec.thumbnails }[detail.displayNodeId];
+    (kind ?? rec.core).push(item);
   });
   for (const kind of ["execution_success", "execution_error", "execution_interrupted"]) {
     api.addEventListener(kind, ({ detail }) => rec.done.push({ kind, t: performance.now() - t0,

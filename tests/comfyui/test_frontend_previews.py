@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from test_frontend import (  # noqa: F401  (browser_tools: the fixture)
-    BROWSER_TIMEOUT_S, MODES, browser_tools, run_browser_script, skip_preview_renderer)
+    BROWSER_TIMEOUT_S, MODES, browser_tools, run_browser_script, served_frontend_version, skip_preview_renderer)
 
 pytestmark = pytest.mark.comfyui
 
@@ -119,6 +119,18 @@ def test_every_frame_reaches_both_samplers_during_the_run(report):
         assert got["sheets"] == steps and got["widget_in_dom"], got
         assert got["frame_size"] == [W // 8, H // 8], got  # latent -> RGB at latent resolution
     assert not [x for x in run["core"] if x["node"] in ("3", "4")], "ComfyUI's first-frame preview was also sent"
+
+
+def test_the_job_thumbnail_is_the_first_frame_not_the_sheet(report):
+    """Newer frontends keep a job's last preview that came with a prompt id as its thumbnail in the queue: the sheets
+    come without one, and frame 0 alone (display id i2vgen-xl-thumbnail, which no node has) with it, once a step."""
+    run = report["on_run"]
+    assert all(x["job"] is None for x in run["sheets"]), run["sheets"]
+    for node, steps in (("3", REFINE_STEPS), ("4", KSAMPLER_STEPS)):
+        thumbs = [x for x in run["thumbnails"] if x["node"] == node]
+        assert len(thumbs) == steps, (node, thumbs)
+        if served_frontend_version() >= (1, 58):  # 1.27.10's event has no prompt id and no queue thumbnails
+            assert all(x["job"] for x in thumbs), thumbs
 
 
 def test_the_preview_keeps_animating_every_frame(report):

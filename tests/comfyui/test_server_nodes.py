@@ -63,4 +63,4 @@ def test_frontend_extension_is_served(comfy_server):
     import urllib.request
 
     with urllib.request.urlopen(comfy_server.client.base + listed[0], timeout=30) as r:
-        assert b"registerExtension" in r.read()
+        assert b"registerOnce(" in r.read()  # js/common.js registerOnce -> app.registerExtension

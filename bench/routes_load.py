@@ -61,7 +61,7 @@ def request_plan(i: int) -> tuple[str, str, bytes | None]:
     if kind == 3:
         return "GET", "/i2vgen-xl/memory_estimate/refine?" + urllib.parse.urlencode(hostile(GOOD_REFINE, j)), None
     if kind == 4:
-        return "GET", "/i2vgen-xl/model_files?" + urllib.parse.urlencode({"x": HOSTILE_VALUES[j % 17]}), None
+        return "GET", "/i2vgen-xl/model_files?" + urllib.parse.urlencode({"x": HOSTILE_VALUES[j % len(HOSTILE_VALUES)]}), None
     if kind == 5:
         return "GET", "/i2vgen-xl/preview", None
     bodies = [b"", b"not json", b"[1, 2]", b"null", b'{"client_id": 7, "animated": true}',

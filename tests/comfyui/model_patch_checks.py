@@ -314,6 +314,28 @@ def conds_stay_whole_in_every_context_window():
     return {"shape_collisions_by_frames": collisions}
 
 
+@check
+def loader_gives_newer_cores_a_way_to_reload_the_model():
+    """Cores after 0.3.64 rebuild a MODEL from ``ModelPatcher.cached_patcher_init`` for multi-GPU and deep clones,
+    calling it as ``factory(*args)`` or ``factory(*args, disable_dynamic=True)``: both give a fresh model with the
+    same weights, variant and dtypes."""
+    import torch
+    import folder_paths
+    from i2vgen_pkg.nodes.loader import I2VGenXLModelLoader
+
+    folder_paths.add_model_folder_path("diffusion_models", f"{base.DEMO_DIR}/diffusion_models")
+    (mp,) = I2VGenXLModelLoader().load("i2vgen_xl.fp16.safetensors", "fp16", "auto")
+    factory, args = mp.cached_patcher_init
+    weights = mp.model.state_dict()
+    for again in (factory(*args), factory(*args, disable_dynamic=True)):
+        assert again.model is not mp.model and again.model.diffusion_model is not mp.model.diffusion_model
+        fresh = again.model.state_dict()
+        assert fresh.keys() == weights.keys() and all(torch.equal(fresh[k], weights[k]) for k in weights)
+        assert (again.model.i2vgen_variant, again.model.manual_cast_dtype, again.model_dtype()) == \
+            (mp.model.i2vgen_variant, mp.model.manual_cast_dtype, mp.model_dtype())
+    return {"factory": factory.__name__, "args": [str(a) for a in args]}
+
+
 def main() -> int:
     base.DEMO_DIR = sys.argv[3]
     base.setup(sys.argv[1], sys.argv[2])

@@ -25,6 +25,7 @@ CHECKS = (
     "attention_goes_through_comfyui_selection_and_overrides",
     "self_attention_guidance_is_refused_with_a_sentence",
     "conds_stay_whole_in_every_context_window",
+    "loader_gives_newer_cores_a_way_to_reload_the_model",
 )
 
 

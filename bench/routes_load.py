@@ -61,12 +61,13 @@ def request_plan(i: int) -> tuple[str, str, bytes | None]:
     if kind == 3:
         return "GET", "/i2vgen-xl/memory_estimate/refine?" + urllib.parse.urlencode(hostile(GOOD_REFINE, j)), None
     if kind == 4:
-        return "GET", "/i2vgen-xl/model_files?" + urllib.parse.urlencode({"x": HOSTILE_VALUES[j % len(HOSTILE_VALUES)]}), None
+        junk = HOSTILE_VALUES[j % len(HOSTILE_VALUES)]
+        return "GET", "/i2vgen-xl/model_files?" + urllib.parse.urlencode({"x": junk}), None
     if kind == 5:
         return "GET", "/i2vgen-xl/preview", None
     bodies = [b"", b"not json", b"[1, 2]", b"null", b'{"client_id": 7, "animated": true}',
-              b'{"client_id": "a", "animated": "yes"}', json.dumps({"client_id": "x" * 5000, "animated": True}).encode(),
-              b'{"client_id": "\\ud800", "animated": true}', b"\xff\xfe\x00"]
+              b'{"client_id": "a", "animated": "yes"}', b'{"client_id": "\\ud800", "animated": true}', b"\xff\xfe\x00",
+              json.dumps({"client_id": "x" * 5000, "animated": True}).encode()]
     return "POST", "/i2vgen-xl/preview", bodies[j % len(bodies)]
 
 

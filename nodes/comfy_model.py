@@ -360,6 +360,10 @@ def first_text_chunk(text: torch.Tensor) -> torch.Tensor:
     return text
 
 
+#: The conds `I2VGenXLModel.extra_conds` makes: none has a frame axis.
+WHOLE_IN_EVERY_WINDOW = ("c_crossattn", "image_embedding", "image_latent", "fps")
+
+
 class I2VGenXLModel(comfy.model_base.BaseModel):
     """ComfyUI BaseModel around a `ComfyI2VGenUNet`; ``i2vgen_variant`` tells nodes which family member it is."""
 
@@ -377,10 +381,12 @@ class I2VGenXLModel(comfy.model_base.BaseModel):
         self.i2vgen_variant = unet.variant
 
     def resize_cond_for_context_window(self, cond_key, cond_value, window, x_in, device, retain_index_list=()):
-        """Context windows (ComfyUI with per-model cond slicing): the image embedding, image latent and fps have
-        no frame axis, every window sees them whole (the image anchors only the window that starts at frame 0:
-        see ``ComfyI2VGenUNet._forward``)."""
-        if cond_key in ("image_embedding", "image_latent", "fps"):
+        """Context windows, on cores that ask the model first (later than 0.3.64; 0.3.64 never calls this): none of
+        the conds `extra_conds` makes has a frame axis, so every window sees them whole (the image anchors only the
+        window that starts at frame 0: see ``ComfyI2VGenUNet._forward``). Those cores otherwise slice any cond whose
+        size on the frame axis equals the frame count: the text's 1024 features at 1024 frames, the image latent's
+        height when it equals the frame count."""
+        if cond_key in WHOLE_IN_EVERY_WINDOW:
             return cond_value._copy_with(cond_value.cond.to(device))
         parent = getattr(super(), "resize_cond_for_context_window", None)
         return parent(cond_key, cond_value, window, x_in, device, retain_index_list) if parent else None

@@ -212,7 +212,11 @@ class I2VGenXLModelLoader:
         log.info("I2VGen-XL: loaded %s as %s, weights %s, compute %s, attention %s", unet_name,
                  VARIANT_NAMES.get(model.i2vgen_variant, model.i2vgen_variant), dtype, manual_cast or dtype,
                  attention)
-        return (comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device),)
+        patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+        # cores after 0.3.64 rebuild a MODEL from this (multi-GPU and deep clones); 0.3.64 never reads it
+        patcher.cached_patcher_init = (reload_model, (unet_name, weight_dtype, attention, fused_projections,
+                                                      channels_last, compile, fused_kernels, fp8_compute))
+        return (patcher,)
 
     @staticmethod
     def _set_attention(unet, attention: str, load_device: torch.device, unet_name: str) -> None:
@@ -221,6 +225,12 @@ class I2VGenXLModelLoader:
             unet.set_attention_backend(attention, load_device)
         except ValueError as err:
             raise ValueError(f"{unet_name}: {err}") from None
+
+
+def reload_model(*loader_args, disable_dynamic: bool = False):
+    """A fresh MODEL from the loader's arguments, with weights of its own: the factory newer cores call through
+    ``ModelPatcher.cached_patcher_init`` (`disable_dynamic` is theirs; the pack's patcher is never dynamic)."""
+    return I2VGenXLModelLoader().load(*loader_args)[0]
 
 
 NODE_CLASS_MAPPINGS = {"I2VGenXLModelLoader": I2VGenXLModelLoader}

@@ -125,6 +125,7 @@ def check_run(what: str, *, variant: str, width: int, height: int, frames: int, 
                                    label="" if known else f" with {dtype} weights", offloads=gpu, windows=windows)
         lines.append(line)
         if warning and i == 0:  # the default choice; its advice names fp8 too
-            LOG.warning("%s: %s", what, warning)
+            if refuse:  # a run logs it; the estimate before a run (a route asked on every edit) only shows it
+                LOG.warning("%s: %s", what, warning)
             lines.append("WARNING: " + warning)
     return lines

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 
 import torch
 
@@ -41,17 +42,52 @@ DEFAULT_FPS = 8
 TAESD_PIXELS_PER_CALL = 1 << 21  # decoded pixels per TAESD call (about 2 frames at 1280x704)
 
 
-class ClientSettings:
-    """Which websocket clients asked for animated previews (the browser setting), thread-safe."""
+#: How many browsers' settings the server keeps; past it the least recently set of the disconnected ones goes.
+MAX_CLIENTS = 1024
+#: Longest client id accepted (ComfyUI's are 32-character hex uuids); longer ids are refused, not stored.
+MAX_CLIENT_ID_CHARS = 128
 
-    def __init__(self):
+
+class ClientSettings:
+    """Which websocket clients asked for animated previews (the browser setting), thread-safe and bounded.
+
+    Only "animated" choices are stored (off is the default), at most `limit` of them, least recently set first out;
+    a client that `connected(client_id)` says is still on a socket is kept over one that left, so a connected
+    browser's setting holds however many other ids are posted."""
+
+    def __init__(self, limit: int = MAX_CLIENTS, connected=None):
         self._lock = threading.Lock()
-        self._animated: dict[str, bool] = {}
+        self._animated: OrderedDict[str, bool] = OrderedDict()
+        self.limit = max(1, int(limit))
+        self._connected = connected or (lambda client_id: False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._animated)
 
     def set(self, client_id: str, animated: bool) -> None:
-        """Record one client's choice."""
+        """Record one client's choice (forgetting the oldest disconnected client past the limit)."""
+        client_id = str(client_id)
         with self._lock:
-            self._animated[str(client_id)] = bool(animated)
+            if not animated:
+                self._animated.pop(client_id, None)
+                return
+            self._animated[client_id] = True
+            self._animated.move_to_end(client_id)
+            if len(self._animated) > self.limit:
+                self._animated.pop(self._eviction_candidate(client_id))
+
+    def _eviction_candidate(self, newest: str) -> str:
+        """The least recently set client no longer connected, else the least recently set one (never `newest`)."""
+        oldest = None
+        for client_id in self._animated:
+            if client_id == newest:
+                continue
+            if oldest is None:
+                oldest = client_id
+            if not self._connected(client_id):
+                return client_id
+        return oldest
 
     def wants(self, client_id) -> bool:
         """True when the client asked for animated previews and the server switch allows them."""
@@ -61,7 +97,17 @@ class ClientSettings:
             return self._animated.get(str(client_id), False)
 
 
-SETTINGS = ClientSettings()
+def connected_client(client_id: str) -> bool:
+    """Whether ComfyUI's server has an open websocket for `client_id` (False outside a ComfyUI server)."""
+    try:
+        import server as comfy_server
+    except ImportError:
+        return False
+    instance = getattr(comfy_server.PromptServer, "instance", None)
+    return client_id in getattr(instance, "sockets", {})
+
+
+SETTINGS = ClientSettings(connected=connected_client)
 
 
 def server_switch_off() -> bool:
@@ -207,8 +253,20 @@ def install() -> bool:
     return True
 
 
+def preview_setting(body) -> tuple[str, bool]:
+    """(client_id, animated) of a POST body, or a ValueError saying what is expected."""
+    client_id = body.get("client_id") if isinstance(body, dict) else None
+    animated = body.get("animated") if isinstance(body, dict) else None
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_CHARS or \
+            not isinstance(animated, bool):
+        raise ValueError(f"expected JSON {{client_id: a string of 1 to {MAX_CLIENT_ID_CHARS} characters, "
+                         f"animated: true or false}}")
+    return client_id, animated
+
+
 def register_routes() -> None:
-    """POST /i2vgen-xl/preview {client_id, animated}: a browser's setting; GET: the server switch."""
+    """POST /i2vgen-xl/preview {client_id, animated}: a browser's setting; GET: the server switch (and how many
+    settings are kept, of at most how many)."""
     found = server_routes()
     if found is None:
         return
@@ -218,13 +276,17 @@ def register_routes() -> None:
     async def set_preview(request):
         try:
             body = await request.json()
-            client_id, animated = str(body["client_id"]), bool(body["animated"])
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "expected JSON {client_id, animated}"}, status=400)
+        except ValueError:  # not JSON (or not UTF-8): answered like a JSON body of the wrong shape
+            body = None
+        try:
+            client_id, animated = preview_setting(body)
+        except ValueError as err:
+            return web.json_response({"error": str(err)}, status=400)
         SETTINGS.set(client_id, animated)
         return web.json_response({"animated": SETTINGS.wants(client_id), "server_switch_off": server_switch_off()})
 
     @routes.get(ROUTE)
     async def get_preview(request):
         return web.json_response({"server_switch_off": server_switch_off(), "setting": SETTING_ID,
-                                  "event": EVENT, "sheet_node_id": SHEET_NODE_ID})
+                                  "event": EVENT, "sheet_node_id": SHEET_NODE_ID,
+                                  "stored_settings": len(SETTINGS), "max_settings": SETTINGS.limit})

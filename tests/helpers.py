@@ -65,3 +65,16 @@ def modelscope_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found in this modelscope version")
     return path
+
+
+def module_from_path(name: str, path: Path):
+    """The Python file `path` imported as module `name` (scripts outside the packages, e.g. bench/*.py), registered in
+    sys.modules so its dataclasses resolve; the repository root never goes on sys.path."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -4,13 +4,12 @@ colour matching removes a known drift without a jump at the joins."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import module_from_path
 from i2vgen_core.demo_weights import demo_unet
 from i2vgen_core.long_video import (WindowedUNet, blend_weights, check_window, extended_length, join_clips,
                                     match_color, match_color_ramped, mean_color_drift, window_plan, window_weights)
@@ -22,11 +21,7 @@ CASES = [(f, w, o) for w, o in ((32, 8), (16, 4), (4, 2), (8, 0), (32, 31), (5, 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("_i2vgen_bench_long_video", ROOT / "bench" / "long_video.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return module_from_path("_i2vgen_bench_long_video", ROOT / "bench" / "long_video.py")
 
 
 # ----------------------------------------------------------------------------------------------- windows

@@ -1,5 +1,6 @@
 """ComfyUI's model-patching nodes (FreeU, FreeU_V2, PAG, ToMe, HyperTile, EasyCache, LazyCache, context windows,
-attention selection and overrides) take effect on the pack's MODEL; SelfAttentionGuidance is refused with a sentence.
+attention selection and overrides) take effect on the pack's MODEL; SelfAttentionGuidance is refused with a sentence;
+the model's conds stay whole in context windows as newer cores cut them (docs/comfyui_compat.md).
 
 Runs model_patch_checks.py inside ComfyUI's Python (no server), the way test_inprocess.py does.
 """
@@ -23,6 +24,8 @@ CHECKS = (
     "context_windows_on_frames_work_for_every_variant",
     "attention_goes_through_comfyui_selection_and_overrides",
     "self_attention_guidance_is_refused_with_a_sentence",
+    "conds_stay_whole_in_every_context_window",
+    "loader_gives_newer_cores_a_way_to_reload_the_model",
 )
 
 

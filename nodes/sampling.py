@@ -12,7 +12,7 @@ Scheduler notes:
   (the last step goes to alpha_cumprod = 1 like diffusers; VGen used alpha_cumprod[0] = 0.99996 there).
 * Start: the original loops start from plain noise at the first timestep for any step count. ComfyUI starts there
   only when the first sigma is its sigma_max; at t = 981 it starts from ``sqrt(1 - abar_t) noise`` (0.99961 noise
-  at 50 steps, less with fewer steps). Both nodes here start where the original does (see ``original_start``);
+  at 50 steps, less with fewer steps). Both nodes here start where the original does (``_OriginalStart``);
   KSampler keeps ComfyUI's start.
 * Refine: the chosen scheduler is spread over timesteps 0..t_start only (t_start = round(strength * 1000) - 1,
   599 for 0.6), so ``simple`` reproduces the original "trailing" discretisation that starts exactly at t_start.

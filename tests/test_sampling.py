@@ -368,7 +368,7 @@ def test_sample_dispatch_and_errors():
 
 
 def test_sdedit_start_scale_is_the_vp_sigma():
-    """MS-Vid2Vid-XL starts at x_t * sigma_ve; the exact VE start is x_t * sqrt(1 + sigma^2): the ratio is sqrt(1-abar)."""
+    """MS-Vid2Vid-XL starts at x_t * sigma (VE), the exact start is x_t * sqrt(1 + sigma^2): ratio sqrt(1-abar)."""
     from i2vgen_core.sampling import sdedit_start_scale
     from i2vgen_core.schedules import alphas_cumprod, timestep_to_sigma
 

@@ -177,7 +177,7 @@ def _rel(a, b) -> float:
 
 @check
 def pack_sampler_starts_from_plain_noise():
-    """I2VGen-XL Sampler == the original DDIM loop from plain noise (VP x = noise at t0) for 10, 25 and 50 steps;
+    """I2VGen-XL Sampler == the original DDIM loop from plain noise (VP x = noise at t0) for 10 and 50 steps;
     KSampler keeps ComfyUI's start sqrt(1 - abar_t0) noise (what that changes is reported)."""
     import torch
     import comfy.sample
@@ -186,14 +186,14 @@ def pack_sampler_starts_from_plain_noise():
     from i2vgen_pkg.nodes.sampling import I2VGenXLSampler
 
     mp = tiny_patcher("i2vgen_xl")
-    h, w, f, scale, seed = 8, 8, 3, 9.0, 8888
+    h, w, f, scale, seed = 8, 8, 2, 9.0, 8888
     pos, neg = conds(h, w)
     latent = torch.zeros(1, 4, f, h, w)
     noise = comfy.sample.prepare_noise(latent, seed)
     abar = alphas_cumprod("cosine_zero_snr")
     model_fn = _core_guided(mp.model.diffusion_model, pos, neg, scale)
     figures = {}
-    for steps in (10, 25, 50):
+    for steps in (10, 50):
         (node,) = I2VGenXLSampler().sample(mp, pos, neg, {"samples": latent}, seed, steps, scale)
         node = node["samples"] * 0.18215  # ComfyUI returns process_latent_out(x0)
         ksampler = comfy.sample.sample(mp, noise, steps, scale, "ddim", "ddim_uniform", pos, neg, latent, seed=seed,

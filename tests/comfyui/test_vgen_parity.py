@@ -35,7 +35,7 @@ def check_results(comfyui_install, repo_root, vgen_path, tmp_path_factory) -> di
     root, python = comfyui_install
     demo = tmp_path_factory.mktemp("demo_unets")
     write_demo_unets(demo)
-    return run_check_script(python, SCRIPT, root, repo_root, demo, vgen_path)
+    return run_check_script(python, SCRIPT, root, repo_root, demo, vgen_path, timeout=1800)
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -119,8 +119,8 @@ def schedule_equals_vgen():
 
 @check
 def sampler_node_equals_vgen_ddim_loop():
-    """I2VGen-XL Sampler (ddim, ddim_uniform, cfg 9) == VGen's ddim_sample_loop with the same noise, for 10, 25 and
-    50 steps, but for the last step: VGen steps to alphas_cumprod[0], ComfyUI to 1 (a clean sample). The same loop
+    """I2VGen-XL Sampler (ddim, ddim_uniform, cfg 9) == VGen's ddim_sample_loop with the same noise, for 10 and 50
+    steps, but for the last step: VGen steps to alphas_cumprod[0], ComfyUI to 1 (a clean sample). The same loop
     with VGen's last step replaced by 1 is equal within float tolerance; the figures say what the last step is worth.
     """
     import torch
@@ -128,14 +128,14 @@ def sampler_node_equals_vgen_ddim_loop():
     from i2vgen_pkg.nodes.sampling import I2VGenXLSampler
 
     mp = tiny_patcher("i2vgen_xl")
-    h, w, f, scale, seed = 8, 8, 3, 9.0, 8888
+    h, w, f, scale, seed = 8, 8, 2, 9.0, 8888
     pos, neg = conds(h, w)
     latent = torch.zeros(1, 4, f, h, w)
     noise = comfy.sample.prepare_noise(latent, seed)
     diffusion = vgen_diffusion()
     model, kwargs = vgen_call(mp.model.diffusion_model), vgen_model_kwargs(pos, neg)
     figures = {}
-    for steps in (10, 25, 50):
+    for steps in (10, 50):
         (node,) = I2VGenXLSampler().sample(mp, pos, neg, {"samples": latent}, seed, steps, scale)
         node = node["samples"] * 0.18215
         original = diffusion.ddim_sample_loop(noise=noise.clone(), model=model, model_kwargs=kwargs,

@@ -33,6 +33,7 @@ __all__ = [
     "sample_ddim",
     "strength_to_timestep",
     "noise_to_strength",
+    "sdedit_start_scale",
     "sdedit_sigmas",
     "vpred_denoiser",
     "sample_dpmpp_2m_sde",
@@ -182,6 +183,16 @@ def noise_to_strength(x0: torch.Tensor, noise: torch.Tensor, strength: float, sc
     """
     a_t = float(schedule[strength_to_timestep(strength, schedule.shape[0])])
     return a_t**0.5 * x0 + (1.0 - a_t) ** 0.5 * noise
+
+
+def sdedit_start_scale(sigma: float) -> float:
+    """How much lower the MS-Vid2Vid-XL refiner starts than the exact VE SDEdit sample ``x0 + sigma noise``.
+
+    Its solvers start from ``x_t * sigma`` (``x_t`` the VP sample at ``sigma``) where ``x_t / sqrt(abar)`` =
+    ``x_t sqrt(1 + sigma^2)`` is the VE sample, so the start is ``sigma / sqrt(1 + sigma^2)`` (= ``sqrt(1 - abar)``,
+    0.972 at t = 599) times the exact one. :func:`sample` and the Refine Sampler node both start there.
+    """
+    return sigma / math.sqrt(1.0 + sigma * sigma)
 
 
 def sdedit_sigmas(

@@ -9,6 +9,7 @@ from ..i2vgen_core import preprocess as pre
 from ..i2vgen_core.frames import image_latent_frame
 from ..i2vgen_core.model_files import download_hint, files_for
 from ..i2vgen_core.sizes import pixel_size_error
+from ..i2vgen_core.text import open_clip_ids
 from .memory_ui import check_run
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
                      MAX_RESOLUTION, Progress, TEXT_DIM, TEXT_TOKENS, check_pixel_size, encode_frames,
@@ -42,6 +43,45 @@ def conditioning_estimate(*, width: int, height: int, length: int, batch: int, h
     variant = "i2vgen_xl" if has_image_latent or not has_clip_vision else "ms_image2video"
     return check_run("I2VGen-XL Conditioning", variant=variant, width=width, height=height, frames=length,
                      batch=batch, refuse=refuse)
+
+
+def clip_bpe(clip):
+    """The byte-pair encoder (cleaned text -> ids, no start/end) of a CLIP holding one OpenCLIP-H text encoder."""
+    tokenizer = getattr(clip, "tokenizer", None)
+    keys = list(clip.tokenize("")) if tokenizer is not None else []
+    inner = getattr(getattr(tokenizer, f"clip_{keys[0]}", None), "tokenizer", None) if len(keys) == 1 else None
+    if keys != ["h"] or inner is None:
+        raise ValueError("I2VGen-XL Text Encode needs the OpenCLIP ViT-H/14 text encoder as a single CLIP: load the "
+                         "hub's text_encoder (or open_clip_pytorch_model.bin) with CLIPLoader, type "
+                         f"'stable_diffusion'; to get it: {download_hint(files_for('text_encoders')[0])}")
+    return lambda text: inner(text, add_special_tokens=False)["input_ids"]
+
+
+class I2VGenXLTextEncode:
+    """Text conditioning tokenized exactly as the original (open_clip), encoded by ComfyUI's CLIP."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "clip": ("CLIP", {"tooltip": "OpenCLIP ViT-H/14 text encoder (CLIPLoader, type stable_diffusion)."}),
+            "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
+                                "tooltip": "The prompt, taken literally: brackets and ':1.2' are text here, not "
+                                           "ComfyUI emphasis, as in the original."}),
+        }}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    OUTPUT_TOOLTIPS = ("Text conditioning [1, 77, 1024] for I2VGen-XL Conditioning or the Refine Sampler.",)
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY_CONDITIONING
+    DESCRIPTION = ("Encodes a prompt with the tokens the original I2VGen-XL / ModelScope code gives it "
+                   "(open_clip.tokenize: ftfy + HTML cleaning, lower case, 77 tokens, padded with 0). Unlike CLIP "
+                   "Text Encode it reads no (emphasis:1.2) syntax and cleans curly quotes, ligatures, full-width "
+                   "letters and &amp; entities as the original did; for plain prompts both give the same tokens.")
+
+    def encode(self, clip, text: str):
+        ids = open_clip_ids(text, clip_bpe(clip))
+        cond, pooled = clip.encode_from_tokens({"h": [[(t, 1.0) for t in ids]]}, return_pooled=True)
+        return ([[cond, {"pooled_output": pooled}]],)
 
 
 class I2VGenXLSemanticEncode:
@@ -263,6 +303,7 @@ class I2VGenXLVideoEncode:
 
 
 NODE_CLASS_MAPPINGS = {
+    "I2VGenXLTextEncode": I2VGenXLTextEncode,
     "I2VGenXLSemanticEncode": I2VGenXLSemanticEncode,
     "I2VGenXLDetailEncode": I2VGenXLDetailEncode,
     "I2VGenXLConditioning": I2VGenXLConditioning,
@@ -270,6 +311,7 @@ NODE_CLASS_MAPPINGS = {
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
+    "I2VGenXLTextEncode": "I2VGen-XL Text Encode (original tokens)",
     "I2VGenXLSemanticEncode": "I2VGen-XL Semantic Encode (CLIP image)",
     "I2VGenXLDetailEncode": "I2VGen-XL Detail Encode (VAE image)",
     "I2VGenXLConditioning": "I2VGen-XL Conditioning",

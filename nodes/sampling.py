@@ -10,6 +10,10 @@ Scheduler notes:
 * Base: ``ddim`` + ``ddim_uniform`` with 50 steps visits timesteps 981, 961, ..., 1 and then steps to a clean
   sample, i.e. DDIM with "leading" spacing and offset 1, eta 0, exactly as VGen / diffusers / ModelScope sampled
   (the last step goes to alpha_cumprod = 1 like diffusers; VGen used alpha_cumprod[0] = 0.99996 there).
+* Start: the original loops start from plain noise at the first timestep for any step count. ComfyUI starts there
+  only when the first sigma is its sigma_max; at t = 981 it starts from ``sqrt(1 - abar_t) noise`` (0.99961 noise
+  at 50 steps, less with fewer steps). Both nodes here start where the original does (``_OriginalStart``);
+  KSampler keeps ComfyUI's start.
 * Refine: the chosen scheduler is spread over timesteps 0..t_start only (t_start = round(strength * 1000) - 1,
   599 for 0.6), so ``simple`` reproduces the original "trailing" discretisation that starts exactly at t_start.
   As in the original MS-Vid2Vid-XL sampler, DPM-Solver++(2M) SDE (and ComfyUI's dpm_2 / uni_pc family) discretise
@@ -26,7 +30,7 @@ import comfy.utils
 import latent_preview
 
 from ..i2vgen_core.numerics import check_finite
-from ..i2vgen_core.sampling import strength_to_timestep
+from ..i2vgen_core.sampling import sdedit_start_scale, strength_to_timestep
 from .common import video_latent
 from .context_windows import windows_batch_problem, with_context_windows
 from .memory_ui import check_run, model_settings
@@ -83,6 +87,41 @@ class _ScheduleUpTo:
         return self._full.percent_to_sigma(percent)
 
 
+class _OriginalStart(comfy.samplers.KSAMPLER):
+    """ComfyUI's sampler `name`, started where the original sampling loops started rather than where ComfyUI does.
+
+    From noise (``sdedit_scale`` None), the start is plain noise at the first sigma (VP ``x = noise``) as in VGen's
+    and ModelScope's DDIM loops: ComfyUI scales the noise by ``sqrt(1 + sigma^2)`` only when the first sigma is its
+    sigma_max and by ``sigma`` otherwise. For SDEdit, ComfyUI's start ``latent + sigma noise`` is multiplied by
+    ``sdedit_scale`` (MS-Vid2Vid-XL's start, :func:`i2vgen_core.sampling.sdedit_start_scale`).
+    """
+
+    def __init__(self, name: str, sdedit_scale: float | None = None):
+        sampler = comfy.samplers.sampler_object(name)
+        super().__init__(self._scaled(sampler.sampler_function, sdedit_scale), sampler.extra_options,
+                         sampler.inpaint_options)
+        self.from_noise = sdedit_scale is None
+
+    @staticmethod
+    def _scaled(function, scale: float | None):
+        if scale is None:
+            return function
+
+        def start_scaled(model, x, sigmas, *args, **kwargs):
+            return function(model, x * scale, sigmas, *args, **kwargs)
+
+        return start_scaled
+
+    def max_denoise(self, model_wrap, sigmas) -> bool:
+        return True if self.from_noise else super().max_denoise(model_wrap, sigmas)
+
+
+def base_sigmas(model, scheduler: str, steps: int, sampler_name: str) -> torch.Tensor:
+    """The sigmas KSampler would use for these settings (ComfyUI's own computation, full denoise)."""
+    return comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
+                                   scheduler=scheduler, denoise=1.0, model_options=model.model_options).sigmas
+
+
 def refine_sigmas(model, scheduler: str, steps: int, strength: float, sampler_name: str) -> torch.Tensor:
     """Descending sigmas from the SDEdit start (t = round(strength * 1000) - 1) down to 0."""
     model_sampling = model.get_model_object("model_sampling")
@@ -126,24 +165,15 @@ def guidance_rescale_post_cfg(rescale: float):
     return post_cfg
 
 
-def run_sampler(model, latent: dict, seed: int, cfg: float, sampler_name: str, positive, negative,
-                sigmas: torch.Tensor | None = None, steps: int | None = None, scheduler: str | None = None) -> dict:
+def run_sampler(model, latent: dict, seed: int, cfg: float, sampler: comfy.samplers.KSAMPLER, sigmas: torch.Tensor,
+                positive, negative) -> dict:
     """Shared tail of both nodes: noise from the seed, previews + progress per step, ComfyUI sampling."""
     samples = latent["samples"]
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
-    noise_mask = latent.get("noise_mask")
-    disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
-    if sigmas is None:
-        callback = latent_preview.prepare_callback(model, steps)
-        out = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, samples,
-                                  denoise=1.0, noise_mask=noise_mask, callback=callback, disable_pbar=disable_pbar,
-                                  seed=seed)
-    else:
-        callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
-        sampler = comfy.samplers.sampler_object(sampler_name)
-        out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, samples,
-                                         noise_mask=noise_mask, callback=callback, disable_pbar=disable_pbar,
-                                         seed=seed)
+    callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
+    out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, samples,
+                                     noise_mask=latent.get("noise_mask"), callback=callback,
+                                     disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
     check_finite(out, "sampling")
     result = latent.copy()
     result["samples"] = out
@@ -206,8 +236,9 @@ class I2VGenXLSampler:
                              "noise. Use it in I2VGen-XL Refine Sampler (I2VGenXLRefineSampler) on the output of the "
                              "base stage.")
         checked_samples(model, variant, latent_image, positive, negative)
-        return (run_sampler(model, latent_image, seed, cfg, sampler_name, positive, negative, steps=steps,
-                            scheduler=scheduler),)
+        sigmas = base_sigmas(model, scheduler, steps, sampler_name)
+        return (run_sampler(model, latent_image, seed, cfg, _OriginalStart(sampler_name), sigmas, positive,
+                            negative),)
 
 
 class I2VGenXLRefineSampler:
@@ -271,7 +302,8 @@ class I2VGenXLRefineSampler:
         b, _, f, h, w = samples.shape
         estimate = refine_estimate(width=w * 8, height=h * 8, frames=f, batch=b, context_frames=context_frames,
                                    cfg=cfg, settings=model_settings(model))
-        out = run_sampler(model, latent_image, seed, cfg, sampler_name, positive, negative, sigmas=sigmas)
+        start = _OriginalStart(sampler_name, sdedit_scale=sdedit_start_scale(float(sigmas[0])))
+        out = run_sampler(model, latent_image, seed, cfg, start, sigmas, positive, negative)
         return {"ui": {"text": estimate}, "result": (out,)}
 
 

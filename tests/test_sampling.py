@@ -365,3 +365,14 @@ def test_sample_dispatch_and_errors():
         K.sample(Recorder(cond), noise, abar, method="euler", steps=5)
     with pytest.raises(ValueError, match="inf"):
         K.sample_heun(lambda x, s: x, noise, torch.tensor([float("inf"), 1.0, 0.0]))
+
+
+def test_sdedit_start_scale_is_the_vp_sigma():
+    """MS-Vid2Vid-XL starts at x_t * sigma (VE), the exact start is x_t * sqrt(1 + sigma^2): ratio sqrt(1-abar)."""
+    from i2vgen_core.sampling import sdedit_start_scale
+    from i2vgen_core.schedules import alphas_cumprod, timestep_to_sigma
+
+    abar = alphas_cumprod("logsnr_cosine_interp_zero_snr")
+    sigma = timestep_to_sigma(abar, 599)
+    assert sdedit_start_scale(sigma) == pytest.approx((1.0 - float(abar[599])) ** 0.5, rel=1e-12)
+    assert sdedit_start_scale(sigma) == pytest.approx(0.972, abs=1e-3)

@@ -41,6 +41,7 @@ STARTUP_TIMEOUT_S = float(os.environ.get("COMFYUI_STARTUP_TIMEOUT", "300"))
 #: Every node of the contract between the two node helpers.
 CONTRACT_NODES = (
     "I2VGenXLModelLoader",
+    "I2VGenXLTextEncode",
     "I2VGenXLSemanticEncode",
     "I2VGenXLDetailEncode",
     "I2VGenXLConditioning",

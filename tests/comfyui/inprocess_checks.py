@@ -152,6 +152,119 @@ def comfy_ddim_equals_core_ddim():
     return {"timesteps": ts, "max_rel_err": err}
 
 
+def _core_guided(unet, pos, neg, scale: float, rescale: float = 0.0):
+    """The core's CFG model function over the tiny I2VGen-XL UNet with the conditioning `conds` made (VP latents)."""
+    import torch
+    from i2vgen_pkg.i2vgen_core.sampling import cfg_combine
+    from i2vgen_pkg.i2vgen_core.unet import I2VGenUNet
+
+    lat = pos[0][1]["i2vgen_image_latent"] * 0.18215
+    ck = dict(text=pos[0][0], image_embedding=pos[0][1]["i2vgen_image_embedding"], image_latent=lat,
+              fps=torch.tensor([16]))
+    uk = dict(ck, text=neg[0][0], image_embedding=torch.zeros(1, 1024))
+    core_forward = I2VGenUNet.forward  # the network's own signature, bypassing ComfyUI's adapter
+
+    def model_fn(x, t):
+        with torch.no_grad():
+            return cfg_combine(core_forward(unet, x, t, **uk), core_forward(unet, x, t, **ck), scale, rescale)
+
+    return model_fn
+
+
+def _rel(a, b) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@check
+def pack_sampler_starts_from_plain_noise():
+    """I2VGen-XL Sampler == the original DDIM loop from plain noise (VP x = noise at t0) for 10 and 50 steps;
+    KSampler keeps ComfyUI's start sqrt(1 - abar_t0) noise (what that changes is reported)."""
+    import torch
+    import comfy.sample
+    from i2vgen_pkg.i2vgen_core.sampling import ddim_timesteps, sample_ddim
+    from i2vgen_pkg.i2vgen_core.schedules import alphas_cumprod
+    from i2vgen_pkg.nodes.sampling import I2VGenXLSampler
+
+    mp = tiny_patcher("i2vgen_xl")
+    h, w, f, scale, seed = 8, 8, 2, 9.0, 8888
+    pos, neg = conds(h, w)
+    latent = torch.zeros(1, 4, f, h, w)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    abar = alphas_cumprod("cosine_zero_snr")
+    model_fn = _core_guided(mp.model.diffusion_model, pos, neg, scale)
+    figures = {}
+    for steps in (10, 50):
+        (node,) = I2VGenXLSampler().sample(mp, pos, neg, {"samples": latent}, seed, steps, scale)
+        node = node["samples"] * 0.18215  # ComfyUI returns process_latent_out(x0)
+        ksampler = comfy.sample.sample(mp, noise, steps, scale, "ddim", "ddim_uniform", pos, neg, latent, seed=seed,
+                                       disable_pbar=True) * 0.18215
+        ts = ddim_timesteps(steps)
+        ref = sample_ddim(model_fn, noise.clone(), abar, ts, final_alpha="one")
+        figures[steps] = {"start_scale_ksampler": (1.0 - float(abar[int(ts[0])])) ** 0.5,
+                          "node_vs_original_start": _rel(node, ref), "ksampler_vs_original_start": _rel(ksampler, ref)}
+    # fp32 VE arithmetic (ComfyUI) vs VP (core): the random tiny UNet at cfg 9 amplifies rounding over 50 steps
+    assert all(f["node_vs_original_start"] < 5e-3 for f in figures.values()), figures
+    assert figures[10]["node_vs_original_start"] < 1e-4, figures
+    assert all(f["node_vs_original_start"] < f["ksampler_vs_original_start"] / 3 for f in figures.values()), figures
+    return figures
+
+
+@check
+def refine_sampler_starts_like_ms_vid2vid_xl():
+    """I2VGen-XL Refine Sampler (heun, no SDE noise) == the core's refine stage, which equals ModelScope's sampler:
+    diffused to t = 599, started at sqrt(1 - abar) x ComfyUI's SDEdit start."""
+    import torch
+    import comfy.sample
+    from i2vgen_pkg.i2vgen_core.sampling import noise_to_strength, sample
+    from i2vgen_pkg.i2vgen_core.schedules import alphas_cumprod
+    from i2vgen_pkg.nodes.sampling import I2VGenXLRefineSampler
+
+    mp = tiny_patcher("i2vgen_xl")
+    h, w, f, scale, rescale, steps, seed = 8, 8, 3, 7.5, 0.2, 6, 3
+    pos, neg = conds(h, w)
+    clean = torch.randn(1, 4, f, h, w, generator=torch.Generator().manual_seed(1))  # ComfyUI's (unscaled) latent
+    noise = comfy.sample.prepare_noise(clean, seed)
+    out = I2VGenXLRefineSampler().sample(mp, pos, neg, {"samples": clean}, seed, 0.6, steps, scale, rescale,
+                                         "heun", "simple")["result"][0]["samples"] * 0.18215
+    abar = alphas_cumprod("cosine_zero_snr")
+    x_t = noise_to_strength(clean * 0.18215, noise, 0.6, abar)
+    ref = sample(_core_guided(mp.model.diffusion_model, pos, neg, scale, rescale), x_t, abar, method="heun",
+                 steps=steps, t_max=599)
+    err = _rel(out, ref)
+    assert err < 1e-4, err
+    return {"max_rel_err": err}
+
+
+@check
+def text_encode_tokens_equal_open_clip():
+    """I2VGen-XL Text Encode's ids (ComfyUI's own tokenizer files) == open_clip.tokenize (the original's), where
+    CLIPTextEncode's differ: emphasis syntax, curly quotes, ligatures, full-width letters, HTML entities."""
+    from types import SimpleNamespace
+    from comfy.text_encoders.sd2_clip import SD2Tokenizer
+    from i2vgen_pkg.i2vgen_core.text import open_clip_ids
+    from i2vgen_pkg.nodes.encode import clip_bpe
+
+    tokenizer = SD2Tokenizer()
+    clip = SimpleNamespace(tokenizer=tokenizer, tokenize=tokenizer.tokenize_with_weights)
+    texts = {"a photo of a cat": [49406, 320, 1125, 539, 320, 2368, 49407],
+             "cat (fluffy)": [49406, 2368, 263, 17054, 264, 49407],
+             "he said \u201chi\u201d &amp; left": [49406, 797, 1946, 257, 1883, 257, 261, 1823, 49407],
+             "\ufb01ne \uff21\uff22\uff23": [49406, 3797, 5334, 49407]}
+    try:
+        import open_clip
+    except ImportError:
+        open_clip = None
+    comfy_differs = []
+    for text, head in texts.items():
+        ours = open_clip_ids(text, clip_bpe(clip))
+        ref = open_clip.tokenize([text])[0].tolist() if open_clip else head + [0] * (77 - len(head))
+        assert ours == ref, (text, ours[:12], ref[:12])
+        comfy = [t for t, _ in tokenizer.tokenize_with_weights(text)["h"][0]]
+        if comfy != ref:
+            comfy_differs.append(text)
+    return {"reference": "open_clip" if open_clip else "pinned ids", "clip_text_encode_differs_on": comfy_differs}
+
+
 @check
 def cond_and_uncond_are_batched_into_one_call():
     """ComfyUI concatenates our extra conds, so cond + uncond run as one batch of 2 through the UNet."""

@@ -148,8 +148,17 @@ async function main() {
     await page.evaluate(async (graph) => { await window.app.loadGraphData(graph, true, true, "missing_models"); }, wf);
     await page.waitForTimeout(1500);
     report.missing_dialogs = await openDialogs(page);
-    // newer frontends list missing models in a side panel instead of a dialog
-    report.missing_mentions = await pageMentions(page, "missing_non_ema_0035000.pth");
+    // newer frontends list missing models in a side panel instead of a dialog, behind an "N issues found" notice
+    const details = page.getByRole("button", { name: "View details" });
+    if (await details.count()) {
+      await details.first().click().catch(() => {});
+      await page.waitForTimeout(1500);
+      await page.screenshot({ path: path.join(config.screenshot_dir, "missing_models_issues_panel.png") });
+    }
+    report.missing_mentions = [
+      ...(await pageMentions(page, "missing_non_ema_0035000.pth")),
+      ...(await pageMentions(page, "missing_i2vgen_xl_vae.fp16.safetensors")),
+    ];
     await page.screenshot({ path: path.join(config.screenshot_dir, "missing_models_dialog.png") });
     await closeDialogs(page);
     report.missing_help = await page.evaluate(async ({ ids, packUrl }) => {

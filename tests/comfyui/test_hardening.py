@@ -226,8 +226,11 @@ def test_same_seed_bit_identical_across_runs_and_restart_batch_equals_singles(se
         assert r.status == "success", r.error
         singles.append(read_latent(srv, r))
     diff = (both - torch.cat(singles)).abs().max().item()
-    print(f"\n[hardening] batch of 2 vs singles: max |diff| {diff:.3g}")
-    assert diff <= 1e-5
+    scale = both.abs().max().item()
+    print(f"\n[hardening] batch of 2 vs singles: max |diff| {diff:.3g} (relative to max |latent| {diff / scale:.3g})")
+    # float32 rounding is relative to the values: the samplers' plain-noise start (x = noise, as the original) gives
+    # a larger latent than ComfyUI's scaled start did, and 1.1e-5 absolute here is 6e-7 relative (max |latent| 20)
+    assert diff <= 1e-5 * max(1.0, scale)
 
     # a server restart gives the same bits
     stop_server(srv)

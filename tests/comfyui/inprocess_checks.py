@@ -117,9 +117,8 @@ def comfy_ddim_equals_core_ddim():
     """ComfyUI's ddim sampler on our MODEL == the core's DDIM (eta 0, final alpha 1) with the same noise and CFG."""
     import torch
     import comfy.sample
-    from i2vgen_pkg.i2vgen_core.sampling import cfg_combine, sample_ddim
+    from i2vgen_pkg.i2vgen_core.sampling import sample_ddim
     from i2vgen_pkg.i2vgen_core.schedules import alphas_cumprod
-    from i2vgen_pkg.i2vgen_core.unet import I2VGenUNet
 
     mp = tiny_patcher("i2vgen_xl")
     unet = mp.model.diffusion_model
@@ -134,17 +133,7 @@ def comfy_ddim_equals_core_ddim():
 
     abar = alphas_cumprod("cosine_zero_snr")
     ts = list(range(1000 // steps * (steps - 1) + 1, 0, -(1000 // steps)))
-    lat = pos[0][1]["i2vgen_image_latent"] * 0.18215
-    ck = dict(text=pos[0][0], image_embedding=pos[0][1]["i2vgen_image_embedding"], image_latent=lat,
-              fps=torch.tensor([16]))
-    uk = dict(ck, text=neg[0][0], image_embedding=torch.zeros(1, 1024))
-
-    core_forward = I2VGenUNet.forward  # the network's own signature, bypassing ComfyUI's adapter
-
-    def model_fn(x, t):
-        with torch.no_grad():
-            return cfg_combine(core_forward(unet, x, t, **uk), core_forward(unet, x, t, **ck), scale)
-
+    model_fn = _core_guided(unet, pos, neg, scale)
     x = (1.0 - float(abar[ts[0]])) ** 0.5 * noise
     ref = sample_ddim(model_fn, x, abar, ts, final_alpha="one")
     err = ((out - ref).abs().max() / ref.abs().max()).item()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import statistics
 import sys
@@ -29,6 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "comfyui"))  # the test servers' start/stop and /proc reading, reused as is
+from conftest import proc_memory_mib as rss_mb, start_server, stop_server  # noqa: E402
 WARMUP_REQUESTS = 500  # first-call allocations (imports, caches) happen here, before the "start" RSS
 
 GOOD_CONDITIONING = {"width": "256", "height": "256", "length": "16", "batch_size": "1", "image_latent": "1"}
@@ -69,17 +70,6 @@ def request_plan(i: int) -> tuple[str, str, bytes | None]:
               b'{"client_id": "a", "animated": "yes"}', b'{"client_id": "\\ud800", "animated": true}', b"\xff\xfe\x00",
               json.dumps({"client_id": "x" * 5000, "animated": True}).encode()]
     return "POST", "/i2vgen-xl/preview", bodies[j % len(bodies)]
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of process `pid` in MiB (VmRSS), or None where /proc cannot tell."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 class RssSampler(threading.Thread):
@@ -176,15 +166,6 @@ def run_load(base_url: str, pid: int, requests: int, connections: int = 8) -> di
     }
 
 
-def conftest_module():
-    """tests/comfyui/conftest.py (its start_server / stop_server), imported by path."""
-    spec = importlib.util.spec_from_file_location("_comfyui_conftest", REPO / "tests" / "comfyui" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", action="store_true", help="start ComfyUI with the pack (as the tests do)")
@@ -198,8 +179,7 @@ def main() -> int:
         parser.error("give either --start or --url with --pid")
     server = None
     if args.start:
-        harness = conftest_module()
-        server = harness.start_server(Path(tempfile.mkdtemp(prefix="routes_load_")))
+        server = start_server(Path(tempfile.mkdtemp(prefix="routes_load_")))
         base, pid = server.client.base, server.process.pid
     else:
         base, pid = args.url, args.pid
@@ -207,7 +187,7 @@ def main() -> int:
         result = run_load(base, pid, args.requests, args.connections)
     finally:
         if server is not None:
-            harness.stop_server(server)
+            stop_server(server)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -104,7 +104,6 @@ function textHeight(lines, width) {
   if (!measurer) {
     measurer = document.createElement("div");
     measurer.setAttribute("aria-hidden", "true");
-    measurer.style.cssText = "position:absolute;left:-10000px;top:0;visibility:hidden;";
     document.body.appendChild(measurer);
   }
   measurer.style.cssText = `position:absolute;left:-10000px;top:0;visibility:hidden;width:${width}px;font:${FONT};` +
@@ -159,14 +158,8 @@ function createPanel(node, state) {
 }
 
 function removePanel(node, state) {
-  const index = node.widgets?.indexOf(state.widget) ?? -1;
-  if (index >= 0) {
-    if (typeof node.removeWidget === "function") {
-      node.removeWidget(state.widget);
-    } else {
-      state.widget.onRemove?.();
-      node.widgets.splice(index, 1);
-    }
+  if (node.widgets?.includes(state.widget)) {
+    node.removeWidget(state.widget); // LGraphNode.removeWidget, in both frontends: also unregisters the DOM widget
   }
   state.element?.remove();
   state.widget = null;
@@ -213,15 +206,6 @@ export function setInfo(node, key, lines) {
   render(state);
   fitPanel(node);
   node.setDirtyCanvas?.(true, true);
-}
-
-// The text lines a node shows now, as {section: [text, ...]} (what the browser tests read).
-export function infoText(node) {
-  const out = {};
-  for (const [key, lines] of node?.__i2vgenInfo?.sections ?? []) {
-    out[key] = lines.map((l) => l.text);
-  }
-  return out;
 }
 
 // ------------------------------------------------------------------------------------------------ refresh

@@ -94,6 +94,18 @@ def frontend_args() -> list[str]:
     return ["--front-end-root", root]
 
 
+def proc_memory_mib(pid: int, field: str = "VmRSS") -> float | None:
+    """A memory figure of process `pid` from /proc/PID/status (VmRSS resident, VmHWM peak) in MiB, or None where
+    /proc cannot tell (not Linux, the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -282,13 +294,7 @@ class ComfyServer:
 
     def peak_rss_mb(self) -> float | None:
         """Peak resident memory of the server process (VmHWM) in MiB, on Linux."""
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-        except OSError:
-            return None
-        return None
+        return proc_memory_mib(self.process.pid, "VmHWM")
 
     def probe_video(self, path: Path) -> dict:
         """Frame count, width and height of a saved video, read with PyAV in ComfyUI's Python."""

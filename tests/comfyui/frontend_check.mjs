@@ -182,8 +182,6 @@ async function onScreen({ id, mode }) {
     panel.style.pointerEvents = before;
     out.on_top = Boolean(hit && panel.contains(hit));
     out.clipped = panel.scrollHeight > panel.clientHeight + 1;
-    out.style = { display: getComputedStyle(panel).display, rows: [...panel.children].map((c) => c.offsetHeight),
-                  parent: panel.parentElement?.className ?? null };
   }
   if (node.type === "I2VGenXLConditioning") {
     const widgets = ["width", "height"].map((n) => node.widgets.find((w) => w.name === n));

@@ -189,10 +189,6 @@ def skip_preview_renderer(mode: str) -> None:
                     "widget; users of it have the classic canvas")
 
 
-def _skip_preview_renderer(report: dict) -> None:
-    skip_preview_renderer(report["mode"])
-
-
 def _same(a, b) -> bool:
     """Equal JSON values; numbers within float round-off (the browser writes 9.0 as 9), bools only to bools."""
     if isinstance(a, bool) or isinstance(b, bool):
@@ -375,7 +371,7 @@ def test_latent_upscale_hint_matches_the_python_snap(report):
 def test_layouts_leave_room_for_what_the_pack_draws(report, name):
     """No two nodes of a shipped workflow overlap, counting the model help a loader grows by when its files are
     missing and the memory estimate (with a warning) Conditioning and Refine Sampler grow by."""
-    _skip_preview_renderer(report)
+    skip_preview_renderer(report["mode"])
     got = report["layouts"][name]
     for case in ("present", "missing"):
         assert got[case]["overlaps"] == [], (case, got[case]["overlaps"])
@@ -417,7 +413,7 @@ def test_on_node_text_is_on_screen(report):
     """In both renderers, every node of the cascade (model files missing) that has on-node text shows it: the panel
     is in the page, visible, inside its node's box, not covered by anything, and says what the extension computed;
     Conditioning's width/height are disabled while image_latent is linked (Nodes 2.0: disabled in the DOM too)."""
-    _skip_preview_renderer(report)
+    skip_preview_renderer(report["mode"])
     seen = report["on_screen"]
     kinds = {s["type"] for s in seen}
     for needed in ("I2VGenXLModelLoader", "CLIPLoader", "CLIPVisionLoader", "VAELoader", "I2VGenXLConditioning",

@@ -21,10 +21,10 @@ TOTAL = 30
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmRSS")
+    rss = proc_memory_mib(pid)
+    if rss is None:
+        raise RuntimeError("no VmRSS")
+    return rss
 
 
 def reseed(g: dict, seed: int) -> dict:

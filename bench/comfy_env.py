@@ -1,6 +1,6 @@
-"""The in-process ComfyUI harness shared by the benchmarks and the in-process checks (tests/comfyui/*_checks.py):
-import a ComfyUI work tree (CPU) and this package the way ComfyUI loads custom nodes, and build the pack's MODEL
-around a core UNet. Run with ComfyUI's Python."""
+"""The in-process ComfyUI harness shared by the benchmarks and the in-process checks
+(tests/comfyui/inprocess/*_checks.py): import a ComfyUI work tree (CPU) and this package the way ComfyUI loads custom
+nodes, and build the pack's MODEL around a core UNet. Run with ComfyUI's Python."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def patcher_for(core, weight_dtype=None, manual_cast=None):
 
 def tiny_patcher(variant: str, weight_dtype=None, manual_cast=None, seed: int = 0):
     """patcher_for the demo weights' tiny random UNet of `variant`."""
-    from i2vgen_pkg.i2vgen_core.demo_weights import demo_unet
+    from i2vgen_pkg.i2vgen_core.weights.demo import demo_unet
 
     return patcher_for(demo_unet(variant, seed), weight_dtype, manual_cast)
 

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from i2vgen_core import load_unet
-from i2vgen_core.checkpoint import diffusers_config
+from i2vgen_core.weights.layouts import diffusers_config
 from i2vgen_core.config import variant_config
 
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "comfyui" / "farm"))  # the farm test's process lookups, reused as is
 sys.path.insert(0, str(REPO / "tests" / "comfyui"))  # the test servers' package config, reused as is
 from conftest import PACK_NAME, pack_config, pack_server_args  # noqa: E402
 from test_farm import busy, servers_of  # noqa: E402

@@ -1,6 +1,6 @@
 """GPU benchmark (CUDA): full-size random weights, no downloads. Prints a table and writes JSON.
 
-    python bench/gpu.py --suite [--out bench/results/suite.json]     # everything of issue 7, < 8 min on an H200
+    python bench/gpu.py --suite [--out bench/results/suite.json]     # every GPU figure, < 8 min on an H200
     python bench/gpu.py --suite --tiny                                # the same script end to end on CPU
     python bench/gpu.py [--out bench/results/gpu.json] [--quick] [--skip-diffusers] [--compile]
 
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import sys
@@ -29,100 +28,13 @@ import torch
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]  # bench/, repo
 from common import build_pair, interleaved_median, make_inputs, random_ours  # noqa: E402
+from device import (Gpu, count_tflop, decode_video, dtype_label, free, peak_memory, peak_tflops,  # noqa: E402
+                    random_vae, sync)
 
 from i2vgen_core import load_unet  # noqa: E402
 from i2vgen_core.config import variant_config  # noqa: E402
-
-# Dense (no sparsity) fp16/bf16 tensor-core peaks in TFLOP/s.
-PEAKS = {"H100 SXM": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0,
-         "L40S": 362.0, "RTX 4090": 165.2}
-SD21_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=768,
-                block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32,
-                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-
-
-def peak_tflops() -> float:
-    """The dense fp16/bf16 peak of this GPU (0 when unknown)."""
-    if not torch.cuda.is_available():
-        return 0.0
-    name = torch.cuda.get_device_name()
-    for key, value in PEAKS.items():
-        if key in name:
-            return value
-    return 0.0
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def free() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-@contextlib.contextmanager
-def peak_memory():
-    """Yields a dict that holds the peak allocated GiB of the block afterwards (None on CPU)."""
-    free()
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    result = {}
-    yield result
-    sync()
-    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30 if torch.cuda.is_available() else None
-
-
-def dtype_label(dtype: torch.dtype) -> str:
-    """fp16 / bf16 / fp32: the label results carry for a dtype."""
-    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype, str(dtype))
-
-
-class Gpu:
-    """The device helpers the suite uses (CUDA, or CPU for --tiny)."""
-
-    is_cuda = property(lambda self: torch.cuda.is_available())
-    sync = staticmethod(lambda: sync())
-    free = staticmethod(lambda: free())
-    peak_tflops = staticmethod(lambda: peak_tflops())
-    count_tflop = staticmethod(lambda fn: count_tflop(fn))
-    device_name = staticmethod(lambda: torch.cuda.get_device_name() if torch.cuda.is_available()
-                               else "cpu (tiny smoke test)")
-
-
-def count_tflop(fn) -> float:
-    """TFLOP of one call, from torch's flop counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e12
-
-
-def random_vae(dtype, device, tiny=False):
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    cfg = dict(SD21_VAE, block_out_channels=(32, 32, 32, 32)) if tiny else SD21_VAE
-    vae = AutoencoderKL(**cfg)
-    with torch.no_grad():
-        for p in vae.parameters():
-            p.normal_(0, 0.02)
-    return vae.to(device, dtype).eval().requires_grad_(False)
-
-
-def decode_video(vae, latents: torch.Tensor, frames_per_batch: int, tiled: bool) -> torch.Tensor:
-    """Decode [B,4,F,h,w] a few frames at a time (our decoder node's strategy); frames land on the CPU."""
-    (vae.enable_tiling if tiled else vae.disable_tiling)()
-    b, c, f, h, w = latents.shape
-    flat = latents.transpose(1, 2).reshape(b * f, c, h, w)
-    out = []
-    for i in range(0, flat.shape[0], frames_per_batch):
-        out.append(vae.decode(flat[i:i + frames_per_batch] / 0.18215).sample.float().cpu())
-    return torch.cat(out)
-
+from i2vgen_core.dtypes import torch_dtype  # noqa: E402
+from i2vgen_core.speed import levers as speed_levers  # noqa: E402
 
 def unet_step_table(args, dtype, results):
     """Section 1 + 4: ours vs diffusers for one CFG step, and the ablations."""
@@ -164,10 +76,9 @@ def unet_step_table(args, dtype, results):
 
         # ablations: one lever flipped at a time, everything else at its default
         abl = {"default": med["ours"]}
-        levers = [("no_fused_projections", lambda u, on: u.set_fused_projections(not on)),
-                  ("channels_last_on", lambda u, on: u.set_channels_last(on)),
-                  ("attention_chunked", lambda u, on: u.set_attention_backend("chunked" if on else "sdpa")),
-                  ("split_video_norm_on", lambda u, on: u.set_split_video_norm(on))]
+        levers = [("no_fused_projections", lambda u, on: speed_levers.set_fused_projections(u, not on)),
+                  ("channels_last_on", lambda u, on: speed_levers.set_channels_last(u, on)),
+                  ("attention_chunked", lambda u, on: u.set_attention_backend("chunked" if on else "sdpa"))]
         for label, flip in levers:
             flip(ours, True)
             abl[label] = interleaved_median({"x": lambda: ours(x, t, **ours_kw)}, args.repeats, sync=sync)["x"]
@@ -182,7 +93,7 @@ def unet_step_table(args, dtype, results):
                 abl[f"sdpa_only_{backend.lower()}"] = f"unavailable: {str(err).splitlines()[0][:80]}"
         if args.compile:
             start = time.perf_counter()
-            ours.compile_blocks(mode=args.compile_mode)
+            speed_levers.compile_blocks(ours, mode=args.compile_mode)
             ours(x, t, **ours_kw)
             sync()
             abl["compile_blocks_first_call_s"] = f"{time.perf_counter() - start:.0f} s (compiling)"
@@ -206,7 +117,7 @@ def unet_step_table(args, dtype, results):
 
 def base_run(args, results):
     """Section 2: 50-step base stage + decode of 16 frames, fp16, peak memory of the whole thing."""
-    from i2vgen_core.pipeline import run_base_stage
+    from i2vgen_core.diffusion.pipeline import run_base_stage
 
     config = args.config("i2vgen_xl")
     frames, steps = (4, 3) if args.quick else (16, 50)
@@ -279,7 +190,7 @@ def main() -> None:
     parser.add_argument("--sections", default="step,base,refine")
     parser.add_argument("--tiny", action="store_true",
                         help="smoke-test the script itself on CPU with tiny models (no figures worth keeping)")
-    parser.add_argument("--suite", action="store_true", help="every figure of issue 7 in one run (bench/suite.py)")
+    parser.add_argument("--suite", action="store_true", help="every GPU figure in one run (bench/suite.py)")
     parser.add_argument("--budget-s", type=float, default=450.0,
                         help="--suite: skip the remaining optional sections when this many seconds have passed")
     parser.add_argument("--levers", default="fused_kernels,bmm,cuda_graphs",
@@ -299,7 +210,7 @@ def main() -> None:
             sys.exit("bench/gpu.py needs a CUDA GPU (use --tiny to smoke-test it, bench/unet_vs_diffusers.py for "
                      "a CPU comparison)")
         args.device, args.dtype, args.config, args.h, args.w = "cuda", torch.float16, variant_config, 88, 160
-        dtypes = tuple({"fp16": torch.float16, "bf16": torch.bfloat16}[d] for d in args.dtypes.split(","))
+        dtypes = tuple(torch_dtype(d) for d in args.dtypes.split(","))
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True

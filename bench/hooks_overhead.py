@@ -1,4 +1,4 @@
-"""CPU cost of the hook points (i2vgen_core.hooks): one UNet forward with hooks=None, with an empty ForwardHooks, and
+"""CPU cost of the hook points (i2vgen_core.network.hooks): one UNet forward with hooks=None, with an empty ForwardHooks, and
 with an injected attention function (the ComfyUI path's shape: every attention through a host function), against
 the network of another checkout (before the hooks existed), interleaved.
 
@@ -47,7 +47,7 @@ def main() -> None:
     torch.set_num_threads(2)
     sys.path.insert(0, str(REPO))
     import i2vgen_core as core
-    from i2vgen_core.hooks import ForwardHooks
+    from i2vgen_core.network.hooks import ForwardHooks
 
     sys.path.insert(0, str(REPO / "bench"))
     from common import medium_config

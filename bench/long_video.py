@@ -8,7 +8,7 @@ refinement against video length (one subprocess per length, so each peak is that
 
 Drift: a stand-in generator continues a synthetic scene from its last frame and adds a known colour drift per clip
 (offset +0.030 / +0.010 / -0.025 on R / G / B and contrast x1.06 around mid-grey, growing linearly over the clip, so
-its frame 0 equals the conditioning frame like I2VGen-XL's). Each clip is joined with i2vgen_core.long_video as the
+its frame 0 equals the conditioning frame like I2VGen-XL's). Each clip is joined with i2vgen_core.video.long_video as the
 Extend node does, with colour matching off, 'mean' and 'mean_std', applied in pixel space and in a 4-channel linear
 "latent" space (a fixed random 3 -> 4 map standing in for the VAE's colour response). Reported: per clip, the mean
 absolute difference of its per-channel mean colour from the first clip's (0..1 pixel units), and the largest jump
@@ -42,7 +42,7 @@ for _path in (ROOT, ROOT / "bench"):
 
 from common import peak_cpu_allocated  # noqa: E402
 
-from i2vgen_core.long_video import (WindowedUNet, extended_length, join_clips, match_color,  # noqa: E402
+from i2vgen_core.video.long_video import (WindowedUNet, extended_length, join_clips, match_color,  # noqa: E402
                                     match_color_ramped, mean_color_drift)
 
 DRIFT_OFFSET = (0.030, 0.010, -0.025)
@@ -121,7 +121,7 @@ def memory_child(frames: int, window: int, overlap: int, device: str, channels: 
     peak under the profiler, whose own buffers would inflate RSS)."""
     from i2vgen_core.config import variant_config
     from i2vgen_core import build_unet
-    from i2vgen_core.pipeline import run_refine_stage
+    from i2vgen_core.diffusion.pipeline import run_refine_stage
 
     torch.manual_seed(0)
     cfg = variant_config("ms_vid2vid_xl", block_channels=(channels, 2 * channels, 2 * channels, 2 * channels),

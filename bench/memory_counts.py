@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from i2vgen_core import memory as M  # noqa: E402
+from i2vgen_core.network.live_bytes import LiveTensorBytes  # noqa: E402
 from i2vgen_core.config import variant_config  # noqa: E402
 from i2vgen_core import build_unet  # noqa: E402
 
@@ -52,7 +53,7 @@ def unet_peak(variant: str, b: int, f: int, h: int, w: int, dtype=torch.float16,
     if config.use_fps:
         kw["fps"] = 16
     x, t = make(b, 4, f, h, w), torch.full((b,), 500, device=device)
-    counter = M.LiveTensorBytes()
+    counter = LiveTensorBytes()
     with torch.inference_mode(), counter:
         out = unet(x, t, **kw)
         del out
@@ -99,7 +100,7 @@ def vae_peak(n: int, h: int, w: int, dtype=torch.float16) -> int:
                             block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32,
                             down_block_types=("DownEncoderBlock2D",) * 4,
                             up_block_types=("UpDecoderBlock2D",) * 4).to(dtype)
-    counter = M.LiveTensorBytes()
+    counter = LiveTensorBytes()
     with torch.inference_mode(), counter:
         out = vae.decode(torch.empty(n, 4, h, w, dtype=dtype, device="meta")).sample
         del out

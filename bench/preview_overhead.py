@@ -15,7 +15,7 @@ three modes, interleaved, ``repeats`` times each:
 
 A stand-in PromptServer receives what would go to the browser; a second thread encodes the images to JPEG as
 ComfyUI's event-loop thread does (quality 95), so the encoding competes for the CPU as in the server. Prints medians
-and the ratios animated/core and animated/none (the issue's bound: at most 1.02), in wall time and in CPU time of the
+and the ratios animated/core and animated/none (the bound the pack holds itself to: at most 1.02), in wall time and in CPU time of the
 process (all threads; far less sensitive than wall time to other programs on a shared machine).
 """
 
@@ -91,7 +91,7 @@ def micro() -> dict:
     from PIL import Image
 
     sys.path.insert(0, str(REPO))
-    from i2vgen_core.preview import SD_LATENT_RGB_FACTORS, latent_to_rgb, sprite_sheet
+    from i2vgen_core.video.preview import SD_LATENT_RGB_FACTORS, latent_to_rgb, sprite_sheet
 
     torch.set_num_threads(1)
     weight = torch.tensor(SD_LATENT_RGB_FACTORS).transpose(0, 1)

@@ -17,6 +17,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from common import make_inputs, random_ours  # noqa: E402
 
 from i2vgen_core.config import variant_config  # noqa: E402
+from i2vgen_core.dtypes import torch_dtype  # noqa: E402
 
 KINDS = [("attention", ("flash", "fmha", "attention", "sdpa", "cudnn_generated_fort_native_sdpa")),
          ("gemm", ("gemm", "cutlass", "sm90_xmma", "nvjet", "cublas")),
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--rows", type=int, default=30)
     args = parser.parse_args()
-    dtype = torch.float16 if args.dtype == "fp16" else torch.bfloat16
+    dtype = torch_dtype(args.dtype)
     config = variant_config("i2vgen_xl")
     unet = random_ours(config, dtype=dtype, device="cuda")
     kw, _, x, t = make_inputs(config, 2, args.frames, 88, 160, dtype=dtype, device="cuda")

@@ -1,4 +1,5 @@
-"""`bench/gpu.py --suite`: every figure of issue 7 in one process, within a time budget (see bench/README.md).
+"""`bench/gpu.py --suite`: every GPU figure the README reports, in one process within a time budget (see
+bench/README.md): a GPU session is rare and short, so one run must bring them all.
 
 Sections, most important first; the JSON is rewritten after each one, so a run cut short keeps what it measured:
   1. step_<dtype>: one CFG step (batch 2) at 1280x704x16, ours vs diffusers' I2VGenXLUNet (same weights,
@@ -8,7 +9,7 @@ Sections, most important first; the JSON is rewritten after each one, so a run c
   3. base_run: 50 DDIM steps (batched CFG) + VAE decode of 16 frames, plain and with the chosen levers.
   4. refine: MS-Vid2Vid-XL at 1280x720x32, ms per CFG step and peak memory.
      long_video_memory: max_memory_allocated of one MS-Vid2Vid-XL CFG step at 1280x720 over 32..128 frames, in
-     32-frame windows (overlap 8, i2vgen_core.long_video.WindowedUNet) and whole (issue 11).
+     32-frame windows (overlap 8, i2vgen_core.video.long_video.WindowedUNet) and whole.
   5. comfyui: apply_model of the pack's MODEL (ComfyUI's comfy package, no server) vs the core forward.
   6. optional, only while the budget lasts: FlexAttention (compiles), regional torch.compile (compile time).
 `--tiny` runs the same code on CPU with tiny models (figures meaningless, the script checked end to end).
@@ -28,6 +29,8 @@ from pathlib import Path
 import torch
 
 from common import build_pair, interleaved_median, make_inputs, random_ours
+
+from i2vgen_core.speed import levers as speed_levers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,20 +88,19 @@ def diff(out: torch.Tensor, ref: torch.Tensor) -> dict:
 
 
 def _levers(suite: Suite, unet, gpu: bool):
-    """(label, switch on, switch off, skip reason or None) for each lever, applied to `unet` in place."""
+    """(label, switch on/off, skip reason or None) for each lever, applied to `unet` in place."""
     have_sage = importlib.util.find_spec("sageattention") is not None
-    cl = lambda on: unet.set_channels_last(on)  # noqa: E731
-    fk = lambda on: unet.set_fused_kernels(on)  # noqa: E731
+    cl = lambda on: speed_levers.set_channels_last(unet, on)  # noqa: E731
+    fk = lambda on: speed_levers.set_fused_kernels(unet, on)  # noqa: E731
     attn = lambda name: (lambda on: unet.set_attention_backend(name if on else "sdpa"))  # noqa: E731
-    graphs = lambda on: unet.set_cuda_graphs(on)  # noqa: E731
+    graphs = lambda on: speed_levers.set_cuda_graphs(unet, on)  # noqa: E731
 
     def combo(*switches):
         return lambda on: [s(on) for s in (switches if on else reversed(switches))]
 
     return [
-        ("no_fused_projections", lambda on: unet.set_fused_projections(not on), None),
+        ("no_fused_projections", lambda on: speed_levers.set_fused_projections(unet, not on), None),
         ("channels_last", cl, None),
-        ("split_video_norm", lambda on: unet.set_split_video_norm(on), None if gpu else "CUDA only (CPU: stock)"),
         ("fused_kernels", fk, None),
         ("fused_kernels+channels_last", combo(cl, fk), None),
         ("attention_bmm_temporal", attn("bmm"), None),
@@ -155,14 +157,14 @@ def step_and_levers(suite: Suite, dtype: torch.dtype, with_levers: bool) -> None
         # fp8 compute (opt-in, changes numbers): error against this dtype's plain output
         for scaling in ("tensor", "row"):
             try:
-                ours.set_fp8_compute(scaling)
+                speed_levers.set_fp8_compute(ours, scaling)
                 entry = diff(run(), plain)
                 entry["ms"] = suite.time({"x": run})["x"]
                 entry["emulated"] = not (gpu.is_cuda and torch.cuda.get_device_capability() >= (8, 9))
             except Exception as err:  # noqa: BLE001
                 entry = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
             finally:
-                ours.set_fp8_compute(None)
+                speed_levers.set_fp8_compute(ours, None)
             levers[f"fp8_compute_{scaling}"] = entry
             print(f"  {name} fp8_compute_{scaling}: {entry}", flush=True)
         suite.results[f"levers_{name}"] = levers
@@ -171,7 +173,7 @@ def step_and_levers(suite: Suite, dtype: torch.dtype, with_levers: bool) -> None
 
 def fp8_layer_error(suite: Suite) -> None:
     """fp8 compute error vs bf16 on random full-width linear layers (the FF of the 1280-channel level)."""
-    from i2vgen_core.fp8 import enable_fp8_compute
+    from i2vgen_core.speed.fp8 import enable_fp8_compute
 
     dev = suite.args.device
     torch.manual_seed(0)
@@ -194,36 +196,37 @@ def fp8_layer_error(suite: Suite) -> None:
     suite.results["fp8_layer_error"] = out
 
 
-def apply_levers(unet, spec: str) -> list[str]:
-    """Switch on the comma-separated levers of `spec` (fused_kernels, channels_last, bmm, cuda_graphs, compile)."""
-    done = []
+ATTENTION_LEVERS = ("bmm", "sage", "flex", "chunked")
+
+
+def switch_levers(unet, spec: str, levers=speed_levers) -> list[str]:
+    """Switch on the comma-separated levers of `spec` (fused_kernels, channels_last, bmm / sage / flex / chunked
+    attention, cuda_graphs, compile) through `speed.levers.apply_levers`, in its order; returns them as named.
+    `levers` is the module of the unet's own copy of the core (the ComfyUI section imports the pack as a package:
+    its layer classes are other objects than i2vgen_core's)."""
+    options, used = {}, []
     for lever in filter(None, spec.split(",")):
-        if lever == "fused_kernels":
-            unet.set_fused_kernels(True)
-        elif lever == "channels_last":
-            unet.set_channels_last(True)
-        elif lever in ("bmm", "sage", "flex", "chunked"):
-            unet.set_attention_backend(lever)
-        elif lever == "cuda_graphs":
-            unet.set_cuda_graphs(True)
-        elif lever == "compile":
-            unet.compile_blocks()
+        if lever in ("fused_kernels", "channels_last", "cuda_graphs", "compile"):
+            options[lever] = True
+        elif lever in ATTENTION_LEVERS:
+            options["attention"] = lever
         else:
             raise ValueError(f"unknown lever {lever!r}")
-        done.append(lever)
-    return done
+        used.append(lever)
+    levers.apply_levers(unet, levers.SpeedLevers(**options))
+    return used
 
 
-def base_run(suite: Suite, levers: str) -> None:
-    """50-step base stage + decode, plain or with `levers`."""
-    from gpu import decode_video, peak_memory, random_vae
+def base_run(suite: Suite, spec: str) -> None:
+    """50-step base stage + decode, plain or with the levers of `spec`."""
+    from device import decode_video, peak_memory, random_vae
 
-    from i2vgen_core.pipeline import run_base_stage
+    from i2vgen_core.diffusion.pipeline import run_base_stage
 
     a, gpu = suite.args, suite.gpu
     config = a.config("i2vgen_xl")
     ours = random_ours(config, dtype=a.dtype, device=a.device)
-    used = apply_levers(ours, levers)
+    used = switch_levers(ours, spec)
     vae = random_vae(a.dtype, a.device, a.tiny)
     g = torch.Generator(device="cpu").manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=g).to(a.device, a.dtype)  # noqa: E731
@@ -245,14 +248,14 @@ def base_run(suite: Suite, levers: str) -> None:
                           "video_shape": list(video.shape), "target_s": 16.0}
 
 
-def refine(suite: Suite, levers: str) -> None:
+def refine(suite: Suite, spec: str) -> None:
     """MS-Vid2Vid-XL per CFG step at 1280x720x32 and its peak memory."""
-    from gpu import peak_memory
+    from device import peak_memory
 
     a = suite.args
     config = a.config("ms_vid2vid_xl")
     unet = random_ours(config, dtype=a.dtype, device=a.device)
-    used = apply_levers(unet, levers)
+    used = switch_levers(unet, spec)
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(2, 4, a.refine_frames, a.refine_h, a.w, generator=g).to(a.device, a.dtype)
     text = torch.randn(2, 77, config.context_dim, generator=g).to(a.device, a.dtype)
@@ -266,8 +269,8 @@ def refine(suite: Suite, levers: str) -> None:
 
 def long_video_memory(suite: Suite) -> None:
     """Peak memory of one MS-Vid2Vid-XL CFG step against video length, in windows and whole (the plain network)."""
-    from gpu import peak_memory
-    from i2vgen_core.long_video import WindowedUNet
+    from device import peak_memory
+    from i2vgen_core.video.long_video import WindowedUNet
 
     a = suite.args
     config = a.config("ms_vid2vid_xl")
@@ -299,7 +302,7 @@ def long_video_memory(suite: Suite) -> None:
         suite.save()
 
 
-def comfyui_path(suite: Suite, levers: str) -> None:
+def comfyui_path(suite: Suite, spec: str) -> None:
     """apply_model of the pack's MODEL through ComfyUI's comfy package vs the core forward, same object, interleaved."""
     a = suite.args
     root = a.comfyui or os.environ.get("COMFYUI_PATH")
@@ -317,18 +320,19 @@ def comfyui_path(suite: Suite, levers: str) -> None:
     except Exception as err:  # noqa: BLE001 - a missing dependency of ComfyUI's
         suite.results["comfyui"] = {"skipped": f"ComfyUI not importable here: {type(err).__name__}: {err}"}
         return
-    spec = importlib.util.spec_from_file_location("i2vgen_pkg", REPO / "__init__.py",
-                                                  submodule_search_locations=[str(REPO)])
-    pkg = importlib.util.module_from_spec(spec)
+    pkg_spec = importlib.util.spec_from_file_location("i2vgen_pkg", REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
+    pkg = importlib.util.module_from_spec(pkg_spec)
     sys.modules["i2vgen_pkg"] = pkg
-    spec.loader.exec_module(pkg)
-    from i2vgen_pkg.i2vgen_core.unet import I2VGenUNet
+    pkg_spec.loader.exec_module(pkg)
+    from i2vgen_pkg.i2vgen_core.network.unet import I2VGenUNet
     from i2vgen_pkg.nodes.comfy_model import I2VGenXLModel
 
     config = a.config("i2vgen_xl")
     torch.manual_seed(0)
     import comfy.ops
     from i2vgen_pkg.i2vgen_core import build_unet
+    from i2vgen_pkg.i2vgen_core.speed import levers as pkg_levers
     from i2vgen_pkg.nodes.comfy_model import ComfyI2VGenUNet
 
     # the ComfyUI network, built as the loader builds it: ComfyUI's layer classes, the ComfyUI subclass
@@ -338,7 +342,7 @@ def comfyui_path(suite: Suite, levers: str) -> None:
         for p in unet.parameters():
             p.normal_(0, 0.02)
     unet = unet.to(a.dtype).eval().requires_grad_(False)
-    used = apply_levers(unet, levers)
+    used = switch_levers(unet, spec, pkg_levers)
     model = I2VGenXLModel(unet, weight_dtype=a.dtype, manual_cast_dtype=None, device=torch.device(a.device))
     dev = torch.device(a.device)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=dev, offload_device=dev)
@@ -387,7 +391,7 @@ def compile_blocks(suite: Suite) -> None:
     kw1 = {k: v[:1] for k, v in kw.items()}
     with torch.inference_mode():
         plain = unet(x, t, **kw)
-        n = unet.compile_blocks()
+        n = speed_levers.compile_blocks(unet)
         counters = torch._dynamo.utils.counters
         counters.clear()
         suite.gpu.sync()

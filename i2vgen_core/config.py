@@ -7,12 +7,23 @@ from dataclasses import dataclass
 
 VARIANTS = ("i2vgen_xl", "ms_image2video", "ms_vid2vid_xl")
 
-#: What users call each variant (messages, logs, node texts).
+#: What users call each variant (messages, logs, node texts, the model-file help).
 VARIANT_NAMES = {
     "i2vgen_xl": "I2VGen-XL",
     "ms_image2video": "MS-Image2Video",
     "ms_vid2vid_xl": "MS-Vid2Vid-XL",
 }
+
+#: The SD2.1 VAE's latent scale: every family UNet denoises VAE latents multiplied by this.
+VAE_LATENT_SCALE = 0.18215
+
+#: Attention backends a UNet can be set to, in the order the loader node offers them ("auto": the host's choice,
+#: else sdpa). Here rather than beside the kernels so that torch-free code (the memory estimate) can name them.
+ATTENTION_BACKENDS = ("auto", "sdpa", "xformers", "chunked", "bmm", "flex", "sage")
+#: What the memory estimate knows: the backends its activation counts were made with (none holds a whole score
+#: matrix) and "math", PyTorch's unfused SDPA (what sdpa falls back to without a fused kernel), whose score matrix
+#: it adds.
+ESTIMATED_ATTENTION = ("sdpa", "xformers", "chunked", "math")
 
 
 @dataclass(frozen=True)

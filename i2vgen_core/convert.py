@@ -1,60 +1,18 @@
-"""`python -m i2vgen_core.convert IN OUT.safetensors [--dtype fp16|bf16|fp32] [--format ours|diffusers|vgen]`.
+"""Only keeps the old command line ``python -m i2vgen_core.convert ...`` working: it says on stderr that the
+command is now ``python -m i2vgen_core convert`` and runs that with the same arguments.
 
-Reads any supported UNet checkpoint (pickles only through torch.load(weights_only=True)) and writes safetensors with
-the detected configuration embedded in the file's metadata.
+The code lives in :mod:`i2vgen_core.weights.convert`. This module defines nothing: importing a name from it
+raises an ImportError naming that module, so an old import fails on its own line instead of being kept alive by a
+re-export (which would also import torch).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
-import torch
+from . import __main__ as _cli
 
-from .checkpoint import CheckpointError, export_state_dict
-from .loader import load_unet
-
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-def convert(src: str | Path, dst: str | Path, *, dtype: str | None = None, fmt: str = "ours") -> dict:
-    """Convert `src` to safetensors at `dst`; returns a small summary (variant, tensors, parameters, dtype)."""
-    from safetensors.torch import save_file
-
-    dst = Path(dst)
-    if dst.suffix != ".safetensors":
-        raise ValueError(f"the output must end in .safetensors, got {dst.name}")
-    unet = load_unet(src, dtype=DTYPES[dtype] if dtype else None)
-    sd = {k: v.contiguous() for k, v in export_state_dict(unet, fmt).items()}
-    meta = {"format": "pt", "i2vgen_variant": unet.variant}
-    if fmt == "ours":
-        meta["i2vgen_config"] = json.dumps(unet.config.to_dict())
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(dst), metadata=meta)
-    return {"variant": unet.variant, "tensors": len(sd), "parameters": sum(v.numel() for v in sd.values()),
-            "dtype": str(unet.dtype).replace("torch.", "")}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m i2vgen_core.convert", description=__doc__.splitlines()[0])
-    parser.add_argument("src", help="checkpoint file (.pth/.ckpt/.bin/.safetensors) or diffusers unet folder")
-    parser.add_argument("dst", help="output .safetensors file")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="cast weights (default: keep)")
-    parser.add_argument("--format", dest="fmt", choices=["ours", "diffusers", "vgen", "modelscope"], default="ours",
-                        help="key names to write (default: ours, loadable by this package with its config embedded)")
-    args = parser.parse_args(argv)
-    try:
-        info = convert(args.src, args.dst, dtype=args.dtype, fmt=args.fmt)
-    except (CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.dst}: {info['variant']}, {info['tensors']} tensors, {info['parameters']:,} parameters, "
-          f"{info['dtype']}")
-    return 0
-
+__getattr__ = _cli.moved_attribute("i2vgen_core.convert", "i2vgen_core.weights.convert")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_cli.run_moved("i2vgen_core.convert", "convert"))

@@ -1,11 +1,11 @@
-"""Peak memory of a run: a formula fitted to counted activation bytes and to GPU measurements, and the tool that
-counts them (live tensor bytes under a TorchDispatchMode, on CPU or on the meta device at full size).
+"""Peak memory of a run: a formula fitted to counted activation bytes and to GPU measurements. Torch-free; the tool
+that counts the bytes is `i2vgen_core.network.live_bytes`.
 
 How the formula was made (``bench/memory_counts.py`` re-derives every constant and writes
 ``bench/measured/cpu_activation_counts.json``):
 
 * UNet activations: the full-size UNet of each variant was run on the meta device (no memory used, real shapes)
-  under `LiveTensorBytes`, which adds a tensor storage's bytes when an op creates it and subtracts them when the
+  under `network.live_bytes.LiveTensorBytes`, which adds a tensor storage's bytes when an op creates it and subtracts them when the
   storage is freed, so its peak is the largest sum of live intermediate tensors of the forward. The peak is
   linear in batch x frames x latent height x latent width: 10386 elements of the compute dtype per latent
   position (10376 without I2VGen-XL's image branch) (the attention itself adds nothing to the peak with a fused kernel, flash / xformers /
@@ -19,14 +19,12 @@ How the formula was made (``bench/memory_counts.py`` re-derives every constant a
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
-from torch.utils.weak import WeakIdKeyDictionary
+from .config import ESTIMATED_ATTENTION, UNetConfig
+from .dtypes import dtype_bytes
+from .sizes import VAE_SCALE
 
 GIB = 2 ** 30
 
@@ -44,56 +42,15 @@ VAE_GPU_FACTOR = 1.59
 #: Fixed extra of a sampling step: embeddings, conditioning, sampler state (counted constant, rounded up).
 SAMPLING_OVERHEAD = 64 * 2 ** 20
 #: Heads of the first (largest) spatial attention level: 320 channels / head_dim 64.
-FIRST_LEVEL_HEADS = 5
+FIRST_LEVEL_HEADS = UNetConfig().model_channels // UNetConfig().head_dim
 
-DTYPE_BYTES = {"fp32": 4, "float32": 4, "fp16": 2, "float16": 2, "bf16": 2, "bfloat16": 2,
-               "fp8": 1, "fp8_e4m3fn": 1, "fp8_e5m2": 1}
-ATTENTION = ("sdpa", "xformers", "chunked", "math")
-
-
-class LiveTensorBytes(TorchDispatchMode):
-    """Counts bytes of tensor storages created inside the mode that are still alive; `peak` is the maximum.
-
-    Storages are counted once (views share them) and subtracted when the storage object is freed, so on any device
-    (meta included) `peak` is the largest sum of live intermediate tensors, independent of any allocator.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._seen = WeakIdKeyDictionary()
-
-    def _release(self, nbytes: int) -> None:
-        self.live -= nbytes
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                storage = t.untyped_storage()
-                if storage in self._seen:
-                    continue
-                nbytes = storage.nbytes()
-                self._seen[storage] = nbytes
-                self.live += nbytes
-                weakref.finalize(storage, self._release, nbytes)
-        self.peak = max(self.peak, self.live)
-        return out
-
-
-def dtype_bytes(dtype) -> int:
-    """Bytes per element of a dtype given as torch.dtype or a name ("fp16", "bf16", "fp8_e4m3fn", ...)."""
-    if isinstance(dtype, torch.dtype):
-        return torch.empty((), dtype=dtype).element_size()
-    if dtype not in DTYPE_BYTES:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_BYTES)}")
-    return DTYPE_BYTES[dtype]
+#: The attention names the estimate takes (see config.ESTIMATED_ATTENTION).
+ATTENTION = ESTIMATED_ATTENTION
 
 
 def latent_size(width: int, height: int, variant: str = "i2vgen_xl") -> tuple[int, int]:
     """Latent (h, w) of a pixel size."""
-    return int(height) // 8, int(width) // 8
+    return int(height) // VAE_SCALE, int(width) // VAE_SCALE
 
 
 def unet_activation_bytes(batch: int, frames: int, width: int, height: int, compute_dtype="fp16",

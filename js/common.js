@@ -71,7 +71,7 @@ export function conditioningSize(node) {
 }
 
 // The one mirrored copy of a Python rule: i2vgen_core/sizes.py snap_refiner_size (width to a multiple of 64 with
-// halves rounded up; latent height to the nearest value = 2 mod 8, ties to the larger). tests/test_sizes.py runs
+// halves rounded up; latent height to the nearest value = 2 mod 8, ties to the larger). tests/core/test_sizes.py runs
 // this function under node against the Python over a grid of sizes.
 export function snapForRefiner(width, height) {
   const w = Math.max(64, Math.round(width / 64) * 64);

@@ -3,7 +3,7 @@
 // For I2VGen-XL Model Loader, and for ComfyUI's CLIPLoader / CLIPVisionLoader / VAELoader holding one of the pack's
 // files (or carrying it in properties.models, as the shipped workflows do), when the file list is empty or the chosen
 // file is not on the server, the node shows (in its on-node text, js/common.js setInfo) which file to get, from which public repository and into which
-// ComfyUI/models/ folder. The table comes from the server (GET /i2vgen-xl/model_files = i2vgen_core/model_files.py).
+// ComfyUI/models/ folder. The table comes from the server (GET /i2vgen-xl/model_files = i2vgen_core/weights/catalog.py).
 import { api } from "../../scripts/api.js";
 import { onRefresh, registerOnce, setInfo } from "./common.js";
 

@@ -6,10 +6,10 @@ How the pieces map onto ComfyUI:
   ``diffusion_model``. The network is re-classed to ``ComfyI2VGenUNet``, a subclass whose ``forward`` takes ComfyUI's
   call signature, so state-dict keys stay ``diffusion_model.<core parameter names>`` (LoRA / weight patches and the
   memory manager see the real parameters). Its Linear/Conv/Norm layers are ``comfy.ops`` layers (the loader builds
-  the network from them; ``adopt_comfy_ops`` converts networks built elsewhere): weight casting for fp8 storage,
-  low-VRAM partial loading and on-the-fly LoRA work exactly as for ComfyUI's own models.
+  the network from them): weight casting for fp8 storage, low-VRAM partial loading and on-the-fly LoRA work exactly
+  as for ComfyUI's own models.
 * ``I2VGenModelSampling``: ComfyUI's discrete v-prediction sampling built from the variant's ``alphas_cumprod``
-  (``i2vgen_core.schedules``). Zero-terminal-SNR schedules end in ``alphas_cumprod = 0`` (infinite sigma); like
+  (``i2vgen_core.diffusion.schedules``). Zero-terminal-SNR schedules end in ``alphas_cumprod = 0`` (infinite sigma); like
   ComfyUI's own ``zsnr`` option the last entry is clamped to 4.8973451890853435e-08 (sigma ~ 4519), so every sigma
   is finite and the last timestep is still "pure noise" for the network.
 * ``I2VGenLatentFormat``: SD1.x/2.x KL-f8 latents (scale 0.18215, 4 channels) with 3 latent dimensions
@@ -32,12 +32,14 @@ import comfy.model_sampling
 import comfy.ops
 import comfy.supported_models_base
 
-from ..i2vgen_core import load_unet, schedules
-from ..i2vgen_core.config import VARIANT_NAMES
-from ..i2vgen_core.frames import image_latent_frame
-from ..i2vgen_core.hooks import ForwardHooks
-from ..i2vgen_core.sizes import check_latent_size
-from ..i2vgen_core.unet import I2VGenUNet
+from ..i2vgen_core import load_unet
+
+from ..i2vgen_core.diffusion import schedules
+from ..i2vgen_core.config import VAE_LATENT_SCALE, VARIANT_NAMES
+from ..i2vgen_core.video.frames import image_latent_frame
+from ..i2vgen_core.network.hooks import ForwardHooks
+from ..i2vgen_core.sizes import VAE_SCALE, check_latent_size
+from ..i2vgen_core.network.unet import I2VGenUNet
 from .common import COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, TEXT_TOKENS
 
 #: The value ComfyUI's ``rescale_zero_terminal_snr_sigmas`` gives the last ``alphas_cumprod`` of a zero-SNR schedule.
@@ -59,7 +61,7 @@ class I2VGenLatentFormat(comfy.latent_formats.SD15):
     latent_dimensions = 3
 
     def __init__(self):
-        super().__init__(scale_factor=0.18215)
+        super().__init__(scale_factor=VAE_LATENT_SCALE)
         # TAESD previews decode 4-D latents only; the latent->RGB previewer handles the 5-D layout (first frame).
         self.taesd_decoder_name = None
 
@@ -340,9 +342,9 @@ def conditioning_problem(config, name: str, which: str, text: torch.Tensor | Non
                     f"[1, {config.in_channels}, height/8, width/8] from I2VGenXLDetailEncode.")
         h, w = latent_hw
         if tuple(lat.shape[-2:]) != (h, w):
-            return (f"The conditioning image latent is {lat.shape[-1] * 8}x{lat.shape[-2] * 8} but the video latent "
-                    f"is {w * 8}x{h * 8}: give I2VGenXLDetailEncode and I2VGenXLConditioning the same width and "
-                    f"height.")
+            return (f"The conditioning image latent is {lat.shape[-1] * VAE_SCALE}x{lat.shape[-2] * VAE_SCALE} but "
+                    f"the video latent is {w * VAE_SCALE}x{h * VAE_SCALE}: give I2VGenXLDetailEncode and "
+                    f"I2VGenXLConditioning the same width and height.")
     return None
 
 

@@ -7,9 +7,11 @@ from typing import Iterator
 
 import torch
 
-from ..i2vgen_core.numerics import check_finite
-from ..i2vgen_core.preprocess import resize_video_bilinear
+from ..i2vgen_core.config import variant_config
+from ..i2vgen_core.video.preprocess import resize_video_bilinear
 from ..i2vgen_core.sizes import MAX_PIXELS, pixel_size_error
+from ..i2vgen_core.text import CONTEXT_LENGTH
+from .numerics import check_output
 
 LOG = logging.getLogger("i2vgen-xl")
 
@@ -23,8 +25,11 @@ MAX_RESOLUTION = MAX_PIXELS
 COND_IMAGE_EMBEDDING = "i2vgen_image_embedding"
 COND_IMAGE_LATENT = "i2vgen_image_latent"
 COND_FPS = "i2vgen_fps"
-TEXT_TOKENS, TEXT_DIM = 77, 1024
-IMAGE_EMBED_DIM = 1024
+# Conditioning sizes the released models take: open_clip's 77 tokens, and the widths every family member's
+# full-size configuration shares.
+TEXT_TOKENS = CONTEXT_LENGTH
+TEXT_DIM = variant_config("i2vgen_xl").context_dim
+IMAGE_EMBED_DIM = variant_config("i2vgen_xl").image_embedding_dim
 
 
 def comfy_utils():
@@ -115,7 +120,7 @@ def decode_frames(vae, latents: torch.Tensor, per: int, progress: "Progress", *,
         out.append(images.reshape(-1, *images.shape[-3:]).to(intermediate_device()))
         progress.step()
     video = torch.cat(out, dim=0)
-    check_finite(video, "decode")
+    check_output(video, "decode")
     return video
 
 

@@ -2,13 +2,13 @@
 
 ComfyUI's ``IndexListContextHandler`` (what the core node ContextWindowsManual installs) sits in
 ``model_options["context_handler"]``; each sampling step it evaluates the model window by window and fuses the
-outputs. We give it the pack's window plan and cross-fade weights (``i2vgen_core.long_video``) on the frame axis
+outputs. We give it the pack's window plan and cross-fade weights (``i2vgen_core.video.long_video``) on the frame axis
 (dim 2 of ``[B, 4, F, h, w]``), so peak activation memory is that of one window whatever the video length.
 """
 
 from __future__ import annotations
 
-from ..i2vgen_core.long_video import check_window, window_plan, window_weights
+from ..i2vgen_core.video.long_video import check_window, window_plan, window_weights
 
 #: Frame axis of the pack's video latents.
 FRAME_DIM = 2

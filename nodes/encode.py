@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from ..i2vgen_core import preprocess as pre
-from ..i2vgen_core.frames import image_latent_frame
-from ..i2vgen_core.model_files import download_hint, files_for
-from ..i2vgen_core.sizes import pixel_size_error
+from ..i2vgen_core.video import preprocess as pre
+from ..i2vgen_core.video.frames import image_latent_frame
+from ..i2vgen_core.weights.catalog import download_hint, files_for
+from ..i2vgen_core.sizes import VAE_SCALE, pixel_size_error
 from ..i2vgen_core.text import open_clip_ids
 from .memory_ui import check_run
 from .common import (CATEGORY_CONDITIONING, COND_FPS, COND_IMAGE_EMBEDDING, COND_IMAGE_LATENT, IMAGE_EMBED_DIM,
@@ -33,7 +33,7 @@ def size_from_image_latent(image_latent, width: int, height: int) -> tuple[int, 
     lat = image_latent["samples"] if isinstance(image_latent, dict) else None
     if not isinstance(lat, torch.Tensor) or lat.ndim not in (4, 5):
         return int(width), int(height)  # the shape check in condition() reports it
-    return int(lat.shape[-1]) * 8, int(lat.shape[-2]) * 8
+    return int(lat.shape[-1]) * VAE_SCALE, int(lat.shape[-2]) * VAE_SCALE
 
 
 def conditioning_estimate(*, width: int, height: int, length: int, batch: int, has_image_latent: bool,
@@ -120,9 +120,9 @@ class I2VGenXLSemanticEncode:
         embeds = out["image_embeds"]
         if embeds.ndim != 2 or embeds.shape[-1] != IMAGE_EMBED_DIM:
             raise ValueError(f"I2VGen-XL Semantic Encode: this CLIP vision model gives image embeddings of shape "
-                             f"{tuple(embeds.shape)}, but I2VGen-XL needs the 1024-d projected embedding of OpenCLIP "
-                             f"ViT-H/14 (the hub's image_encoder, 'CLIP-ViT-H-14'). Load that in CLIP Vision Loader; "
-                             f"to get it: {download_hint(files_for('clip_vision')[0])}.")
+                             f"{tuple(embeds.shape)}, but I2VGen-XL needs the {IMAGE_EMBED_DIM}-d projected embedding "
+                             f"of OpenCLIP ViT-H/14 (the hub's image_encoder, 'CLIP-ViT-H-14'). Load that in CLIP "
+                             f"Vision Loader; to get it: {download_hint(files_for('clip_vision')[0])}.")
         return (out,)
 
 
@@ -228,7 +228,7 @@ class I2VGenXLConditioning:
         check_pixel_size("I2VGen-XL Conditioning", width, height)
         if length < 1:
             raise ValueError("I2VGen-XL Conditioning: length must be at least 1 frame")
-        h, w = height // 8, width // 8
+        h, w = height // VAE_SCALE, width // VAE_SCALE
         estimate = conditioning_estimate(  # refuses a run that cannot fit before the latent is allocated
             width=width, height=height, length=length, batch=batch_size, has_image_latent=image_latent is not None,
             has_clip_vision=clip_vision_output is not None)
@@ -240,8 +240,8 @@ class I2VGenXLConditioning:
                 emb = emb[:, 0]
             if emb.ndim != 2 or emb.shape[-1] != IMAGE_EMBED_DIM:
                 raise ValueError(f"I2VGen-XL Conditioning: clip_vision_output has image_embeds of shape "
-                                 f"{tuple(emb.shape)}; expected [1, 1024] from OpenCLIP ViT-H/14 (use I2VGen-XL "
-                                 f"Semantic Encode with the ViT-H image encoder)")
+                                 f"{tuple(emb.shape)}; expected [1, {IMAGE_EMBED_DIM}] from OpenCLIP ViT-H/14 (use "
+                                 f"I2VGen-XL Semantic Encode with the ViT-H image encoder)")
             emb = emb[:1].float().cpu()
             pos_values[COND_IMAGE_EMBEDDING] = emb
             neg_values[COND_IMAGE_EMBEDDING] = torch.zeros_like(emb)

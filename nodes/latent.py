@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..i2vgen_core.frames import resample_frames
-from ..i2vgen_core.sizes import pixel_size_error, snap_refiner_size
+from ..i2vgen_core.video.frames import resample_frames
+from ..i2vgen_core.sizes import VAE_SCALE, pixel_size_error, snap_refiner_size
 from .common import (CATEGORY_LATENT, LOG, MAX_RESOLUTION, Progress, check_pixel_size, decode_frames,
                      encode_frames, intermediate_device, video_latent)
 
@@ -68,7 +68,7 @@ class I2VGenXLLatentUpscale:
                          new_w, new_h)
             width, height = new_w, new_h
         check_pixel_size("I2VGen-XL Latent Upscale", width, height, minimum=16)
-        h, w = height // 8, width // 8
+        h, w = height // VAE_SCALE, width // VAE_SCALE
         b, c, f = x.shape[:3]
         target_f = f if frames <= 0 else int(frames)
         if mode == "pixel":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 
 import torch
@@ -13,10 +12,13 @@ import comfy.model_patcher
 import folder_paths
 
 from ..i2vgen_core import CheckpointError
-from ..i2vgen_core.attention import BACKENDS
-from ..i2vgen_core.config import VARIANT_NAMES
-from ..i2vgen_core.model_files import missing_unet_message
-from .comfy_model import I2VGenXLModel, load_comfy_unet
+from ..i2vgen_core.config import ATTENTION_BACKENDS, VARIANT_NAMES
+from ..i2vgen_core.dtypes import FP8, torch_dtype
+from ..i2vgen_core.memory import UNET_PARAMS
+from ..i2vgen_core.speed.levers import SpeedLevers, apply_levers
+from ..i2vgen_core.weights.catalog import missing_unet_message
+from ..i2vgen_core.weights.read import peek_safetensors
+from .comfy_model import I2VGenXLConfig, I2VGenXLModel, load_comfy_unet
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +26,11 @@ log = logging.getLogger(__name__)
 I2VGEN_FOLDER = "i2vgen"
 SEARCH_FOLDERS = (I2VGEN_FOLDER, "diffusion_models")
 
-WEIGHT_DTYPES = {
-    "auto": None,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-    "fp32": torch.float32,
-    "fp8_e4m3fn": torch.float8_e4m3fn,
-    "fp8_e5m2": torch.float8_e5m2,
-}
+#: The weight_dtype choices in the combo's order (half precision first; saved workflows hold these names).
+WEIGHT_DTYPES = {"auto": None, **{name: torch_dtype(name) for name in ("fp16", "bf16", "fp32", *FP8)}}
 
 #: Parameter count of the full-size family members (used by ComfyUI's dtype heuristics when a file can't be peeked).
-FULL_SIZE_PARAMS = 1_420_469_224
-
-_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                       "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+FULL_SIZE_PARAMS = UNET_PARAMS["i2vgen_xl"]
 
 
 def register_model_folder() -> None:
@@ -85,26 +78,16 @@ def peek_checkpoint(path: str) -> tuple[int, torch.dtype | None]:
     if not path.endswith((".safetensors", ".sft")):
         return FULL_SIZE_PARAMS, None
     try:
-        from safetensors import safe_open
-
-        counts: dict[str, int] = {}
-        params = 0
-        with safe_open(path, framework="pt") as f:
-            for key in f.keys():
-                sl = f.get_slice(key)
-                n = math.prod(sl.get_shape())
-                params += n
-                counts[sl.get_dtype()] = counts.get(sl.get_dtype(), 0) + n
-        dominant = max(counts, key=counts.get) if counts else None
-        return params or FULL_SIZE_PARAMS, _SAFETENSORS_DTYPES.get(dominant)
+        params, dominant = peek_safetensors(path)
     except Exception:  # unreadable header: the core loader reports the real problem
         return FULL_SIZE_PARAMS, None
+    return params or FULL_SIZE_PARAMS, torch_dtype(dominant) if dominant else None
 
 
 def pick_dtypes(weight_dtype: str, params: int, file_dtype: torch.dtype | None,
                 load_device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
     """(storage dtype, manual-cast compute dtype or None) with ComfyUI's own rules for "auto"."""
-    supported = [torch.float16, torch.bfloat16, torch.float32]
+    supported = list(I2VGenXLConfig.supported_inference_dtypes)
     if weight_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weight_dtype!r}")
     dtype = WEIGHT_DTYPES[weight_dtype]
@@ -142,7 +125,7 @@ class I2VGenXLModelLoader:
                     "tooltip": "Precision the weights are kept in. auto = ComfyUI's choice for your device (fp16 or "
                                "bf16 on most GPUs, fp32 on CPU). fp8 halves the memory of fp16 and computes in "
                                "fp16/bf16, with a small quality cost."}),
-                "attention": (list(BACKENDS), {
+                "attention": (list(ATTENTION_BACKENDS), {
                     "default": "auto",
                     "tooltip": "Attention implementation. auto = ComfyUI's choice, so its --use-sage-attention / "
                                "--use-flash-attention / xformers / PyTorch options and per-model attention "
@@ -202,12 +185,10 @@ class I2VGenXLModelLoader:
                                    load_device=load_device, fp8_optimizations=fp8_compute)
         except CheckpointError as err:  # its message names the file
             raise ValueError(str(err)) from None
-        self._set_attention(unet, attention, load_device, unet_name)
-        unet.set_fused_projections(fused_projections)
-        unet.set_channels_last(channels_last)
-        unet.set_fused_kernels(fused_kernels)
-        if compile == "blocks":
-            unet.compile_blocks()
+        # fp8_compute is ComfyUI's own fp8 matrix multiply (its layer classes, chosen above), not the core's lever
+        levers = SpeedLevers(attention=attention, fused_projections=fused_projections, channels_last=channels_last,
+                             fused_kernels=fused_kernels, compile=compile == "blocks")
+        self._apply_levers(unet, levers, load_device, unet_name)
         model = I2VGenXLModel(unet, weight_dtype=dtype, manual_cast_dtype=manual_cast, device=offload_device)
         log.info("I2VGen-XL: loaded %s as %s, weights %s, compute %s, attention %s", unet_name,
                  VARIANT_NAMES.get(model.i2vgen_variant, model.i2vgen_variant), dtype, manual_cast or dtype,
@@ -219,10 +200,11 @@ class I2VGenXLModelLoader:
         return (patcher,)
 
     @staticmethod
-    def _set_attention(unet, attention: str, load_device: torch.device, unet_name: str) -> None:
-        """Select the attention backend for the device the model will run on (checked there, not on the CPU copy)."""
+    def _apply_levers(unet, levers: SpeedLevers, load_device: torch.device, unet_name: str) -> None:
+        """Switch the speed levers; the attention backend is checked for the device the model will run on (not for
+        the CPU copy it is loaded into). A lever that cannot work there is an error naming the file."""
         try:
-            unet.set_attention_backend(attention, load_device)
+            apply_levers(unet, levers, load_device)
         except ValueError as err:
             raise ValueError(f"{unet_name}: {err}") from None
 

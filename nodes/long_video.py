@@ -1,7 +1,7 @@
 """Long videos: I2VGenXLExtend continues a video latent from its last frame with I2VGen-XL and joins the clips.
 
 The encoders, the conditioning and the sampler are the pack's own nodes, called in sequence; what this module adds is
-the hand-off of the last frame, the colour matching against the first clip and the join (``i2vgen_core.long_video``).
+the hand-off of the last frame, the colour matching against the first clip and the join (``i2vgen_core.video.long_video``).
 Refining a long video in temporal windows is an option of I2VGen-XL Refine Sampler (``nodes/context_windows.py``).
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ..i2vgen_core import preprocess as pre
-from ..i2vgen_core.long_video import COLOR_MATCH_MODES, join_clips, match_color_ramped
+from ..i2vgen_core.sizes import VAE_SCALE
+from ..i2vgen_core.video import preprocess as pre
+from ..i2vgen_core.video.long_video import COLOR_MATCH_MODES, join_clips, match_color_ramped
 from .common import MAX_RESOLUTION, intermediate_device
 from .encode import I2VGenXLConditioning, I2VGenXLDetailEncode, I2VGenXLSemanticEncode
 from .common import video_latent
@@ -105,7 +106,7 @@ class I2VGenXLExtend:
         if int(length) < 2:
             raise ValueError(f"{WHAT}: length must be at least 2 frames (frame 0 repeats the last frame).")
         h, w = x.shape[-2:]
-        width, height = int(w) * 8, int(h) * 8
+        width, height = int(w) * VAE_SCALE, int(h) * VAE_SCALE
         last = x[:, :, -1].float()
         frame = _decode_one(vae, last)
         (clip_out,) = I2VGenXLSemanticEncode().encode(clip_vision, frame, square_size=int(square_size))

@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from ..i2vgen_core import memory as M
+from ..i2vgen_core.dtypes import BYTES, FP8, dtype_name
 from .common import LOG
 
 #: What the node UI shows before the first estimate (also the key js/estimate.js reads).
@@ -51,7 +52,7 @@ def loader_settings(unet_name: str, weight_dtype: str = "auto", attention: str =
                     default_variant: str = "ms_vid2vid_xl") -> dict:
     """check_run's model settings from an I2VGen-XL Model Loader's widgets, before it loads: the variant of a
     known file name (else `default_variant`), the dtypes its weight_dtype gives here, its attention."""
-    from ..i2vgen_core.model_files import file_named
+    from ..i2vgen_core.weights.catalog import file_named
 
     known = file_named(str(unet_name or ""))
     variant = known.variant if known is not None and known.variant in M.UNET_PARAMS else default_variant
@@ -61,9 +62,9 @@ def loader_settings(unet_name: str, weight_dtype: str = "auto", attention: str =
 
 
 def _dtype_name(dtype) -> str:
-    if dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
-        return "fp8"
-    return {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, "fp16")
+    """The memory formula's name of a torch dtype: "fp8" for either fp8 format, fp16 for one it has no size for."""
+    name = dtype_name(dtype)
+    return "fp8" if name in FP8 else name if name in BYTES else "fp16"
 
 
 def model_settings(model) -> dict:

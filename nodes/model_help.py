@@ -1,12 +1,13 @@
 """Missing-model help: which file to get, from which public repository, into which ComfyUI/models/ folder.
 
-Data from i2vgen_core.model_files (the one table); GET /i2vgen-xl/model_files serves it to js/model_help.js, which
+Data from i2vgen_core.weights.catalog (the one table); GET /i2vgen-xl/model_files serves it to js/model_help.js, which
 shows it on loader nodes whose file list is empty or whose chosen file is missing, before a run.
 """
 
 from __future__ import annotations
 
-from ..i2vgen_core.model_files import MODEL_FILES, VARIANT_LABELS, missing_unet_message
+from ..i2vgen_core.config import VARIANT_NAMES
+from ..i2vgen_core.weights.catalog import MODEL_FILES, missing_unet_message
 from .common import server_routes
 
 ROUTE = "/i2vgen-xl/model_files"
@@ -28,4 +29,4 @@ def register_routes() -> None:
 
     @routes.get(ROUTE)
     async def model_files(request):
-        return web.json_response({"files": [f.as_dict() for f in MODEL_FILES], "variants": VARIANT_LABELS})
+        return web.json_response({"files": [f.as_dict() for f in MODEL_FILES], "variants": VARIANT_NAMES})

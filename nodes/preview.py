@@ -25,7 +25,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..i2vgen_core.preview import latent_to_rgb, sprite_sheet
+from ..i2vgen_core.video.preview import latent_to_rgb, sprite_sheet
 from .common import server_routes
 
 log = logging.getLogger(__name__)

@@ -29,11 +29,12 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ..i2vgen_core.numerics import check_finite
-from ..i2vgen_core.sampling import sdedit_start_scale, strength_to_timestep
+from ..i2vgen_core.diffusion.samplers import sdedit_start_scale, strength_to_timestep
+from ..i2vgen_core.sizes import VAE_SCALE
 from .common import video_latent
 from .context_windows import windows_batch_problem, with_context_windows
 from .memory_ui import check_run, model_settings
+from .numerics import check_output
 
 #: Samplers whose sigma list drops the penultimate level (ComfyUI's set plus the MS-Vid2Vid-XL solver).
 DISCARD_PENULTIMATE = set(comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS) | {
@@ -93,7 +94,7 @@ class _OriginalStart(comfy.samplers.KSAMPLER):
     From noise (``sdedit_scale`` None), the start is plain noise at the first sigma (VP ``x = noise``) as in VGen's
     and ModelScope's DDIM loops: ComfyUI scales the noise by ``sqrt(1 + sigma^2)`` only when the first sigma is its
     sigma_max and by ``sigma`` otherwise. For SDEdit, ComfyUI's start ``latent + sigma noise`` is multiplied by
-    ``sdedit_scale`` (MS-Vid2Vid-XL's start, :func:`i2vgen_core.sampling.sdedit_start_scale`).
+    ``sdedit_scale`` (MS-Vid2Vid-XL's start, :func:`i2vgen_core.diffusion.samplers.sdedit_start_scale`).
     """
 
     def __init__(self, name: str, sdedit_scale: float | None = None):
@@ -174,7 +175,7 @@ def run_sampler(model, latent: dict, seed: int, cfg: float, sampler: comfy.sampl
     out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, samples,
                                      noise_mask=latent.get("noise_mask"), callback=callback,
                                      disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
-    check_finite(out, "sampling")
+    check_output(out, "sampling")
     result = latent.copy()
     result["samples"] = out
     return result
@@ -300,8 +301,8 @@ class I2VGenXLRefineSampler:
             model.set_model_sampler_post_cfg_function(guidance_rescale_post_cfg(guidance_rescale))
         sigmas = refine_sigmas(model, scheduler, steps, strength, sampler_name)
         b, _, f, h, w = samples.shape
-        estimate = refine_estimate(width=w * 8, height=h * 8, frames=f, batch=b, context_frames=context_frames,
-                                   cfg=cfg, settings=model_settings(model))
+        estimate = refine_estimate(width=w * VAE_SCALE, height=h * VAE_SCALE, frames=f, batch=b,
+                                   context_frames=context_frames, cfg=cfg, settings=model_settings(model))
         start = _OriginalStart(sampler_name, sdedit_scale=sdedit_start_scale(float(sigmas[0])))
         out = run_sampler(model, latent_image, seed, cfg, start, sigmas, positive, negative)
         return {"ui": {"text": estimate}, "result": (out,)}

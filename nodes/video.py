@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..i2vgen_core.postprocess import is_grey_frame
+from ..i2vgen_core.video.postprocess import is_grey_frame
 from .common import CATEGORY_VIDEO, LOG, Progress, decode_frames, video_latent
 
 

@@ -14,7 +14,6 @@ The UI format needs each node's widget order, which only ComfyUI knows: it is re
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import urllib.request
@@ -29,16 +28,8 @@ EXAMPLE_IMAGE = "i2vgen_example.png"
 EXAMPLE_VIDEO = "i2vgen_example.mp4"
 
 
-def _model_files():
-    """i2vgen_core/model_files.py, loaded by path (no torch needed): the one table of model files."""
-    spec = importlib.util.spec_from_file_location("_i2vgen_model_files", HERE.parent / "i2vgen_core" / "model_files.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-MODEL_FILES = _model_files()
+sys.path.insert(0, str(HERE.parent))  # the pack's own core (importing the catalog needs no torch)
+from i2vgen_core.weights import catalog  # noqa: E402  the one table of model files
 #: Loader nodes and the widget holding their file: they carry ComfyUI's properties.models (name, url, directory),
 #: so that opening a workflow without the files offers the downloads (ComfyUI's missing-models dialog).
 #: Pixels left free under each loader node for the on-node help about a missing file (about 6 rows of text).
@@ -46,13 +37,24 @@ HELP_ROOM = 80
 MODEL_WIDGETS = {"I2VGenXLModelLoader": "unet_name", "CLIPLoader": "clip_name", "CLIPVisionLoader": "clip_name",
                  "VAELoader": "vae_name"}
 
-UNET_I2VGEN_DIFFUSERS = "i2vgen_xl.fp16.safetensors"
-UNET_I2VGEN_VGEN = "i2vgen_xl_00854500.pth"
-UNET_MS_IMAGE2VIDEO = "base_03_alldata_fps_v_80g_0789000.pth"
-UNET_MS_VID2VID = "non_ema_0035000.pth"
-TEXT_ENCODER = "i2vgen_xl_text_encoder.fp16.safetensors"
-CLIP_VISION = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
-VAE = "i2vgen_xl_vae.fp16.safetensors"
+
+def _repo(name: str) -> str:
+    """The Hugging Face repository of a catalog file, as the notes cite it."""
+    return catalog.file_named(name).repo
+
+
+def _source(name: str) -> str:
+    """'repository path-in-repository' of a catalog file, as the notes cite it."""
+    return f"{_repo(name)} {catalog.file_named(name).path}"
+
+
+UNET_I2VGEN_DIFFUSERS = catalog.file_for("unet", "i2vgen_xl", ".safetensors").name
+UNET_I2VGEN_VGEN = catalog.file_for("unet", "i2vgen_xl", ".pth").name
+UNET_MS_IMAGE2VIDEO = catalog.file_for("unet", "ms_image2video").name
+UNET_MS_VID2VID = catalog.file_for("unet", "ms_vid2vid_xl").name
+TEXT_ENCODER = catalog.file_for("text_encoder").name
+CLIP_VISION = catalog.file_for("clip_vision").name
+VAE = catalog.file_for("vae").name
 
 PROMPT = "A small sailboat drifting on a calm sea at sunset, gentle waves, warm golden light, clouds slowly moving"
 # VGen's default negative prompt (tools/modules/config.py) and MS-Vid2Vid-XL's prompt additions (utils/config.py).
@@ -168,12 +170,12 @@ def graph_image_to_video() -> Graph:
                      "Single stage, as released: 1280x704, 16 frames, fps condition 16, DDIM 50 steps, cfg 9. "
                      "The video is written at 8 fps like the original, and the known grey last frame is dropped.\n\n"
                      "**Models** (ComfyUI/models/...):\n"
-                     f"- diffusion_models/{UNET_I2VGEN_DIFFUSERS}: ali-vilab/i2vgen-xl "
-                     "unet/diffusion_pytorch_model.fp16.safetensors (or i2vgen_xl_00854500.pth)\n"
-                     f"- text_encoders/{TEXT_ENCODER}: ali-vilab/i2vgen-xl text_encoder/model.fp16.safetensors\n"
+                     f"- diffusion_models/{UNET_I2VGEN_DIFFUSERS}: {_source(UNET_I2VGEN_DIFFUSERS)} "
+                     f"(or {UNET_I2VGEN_VGEN})\n"
+                     f"- text_encoders/{TEXT_ENCODER}: {_source(TEXT_ENCODER)}\n"
                      f"- clip_vision/{CLIP_VISION}: OpenCLIP ViT-H/14 "
-                     "(or i2vgen-xl image_encoder/model.fp16.safetensors)\n"
-                     f"- vae/{VAE}: ali-vilab/i2vgen-xl vae/diffusion_pytorch_model.fp16.safetensors\n\n"
+                     f"(or i2vgen-xl {catalog.file_named(CLIP_VISION).path})\n"
+                     f"- vae/{VAE}: {_source(VAE)}\n\n"
                      "Use the Semantic / Detail Encode nodes rather than CLIP Vision Encode / VAE Encode: they "
                      "resize the image the way the model was trained."))
 
@@ -188,7 +190,7 @@ def graph_cascade() -> Graph:
         "refines the result with the ModelScope refinement model MS-Vid2Vid-XL at 1280x720 (SDEdit from t=599, "
         "dpmpp_2m_sde 30 steps, cfg 7.5, guidance rescale 0.2).\n\n"
         f"**Models**: diffusion_models/{UNET_I2VGEN_VGEN} (or the diffusers file), diffusion_models/{UNET_MS_VID2VID} "
-        f"(ali-vilab/MS-Vid2Vid-XL), text_encoders/{TEXT_ENCODER}, clip_vision/{CLIP_VISION}, vae/{VAE}.\n\n"
+        f"({_repo(UNET_MS_VID2VID)}), text_encoders/{TEXT_ENCODER}, clip_vision/{CLIP_VISION}, vae/{VAE}.\n\n"
         "MS-Vid2Vid-XL needs a width that is a multiple of 64 and a height with height/8 = 2 (mod 8): 720 works, "
         "704 does not. Latent Upscale snaps to such sizes."))
 
@@ -209,8 +211,8 @@ def graph_ms_cascade() -> Graph:
                      "## MS-Image2Video + MS-Vid2Vid-XL (ModelScope I2VGen-XL cascade)\n"
                      "Stage 1: MS-Image2Video, CLIP image conditioning only (no text), 448x256, 32 frames, fps 8, "
                      "DDIM 50, cfg 3. Stage 2: MS-Vid2Vid-XL refines at 1280x720 with a text prompt.\n\n"
-                     f"**Models**: diffusion_models/{UNET_MS_IMAGE2VIDEO} (ali-vilab/MS-Image2Video), "
-                     f"diffusion_models/{UNET_MS_VID2VID} (ali-vilab/MS-Vid2Vid-XL), text_encoders/{TEXT_ENCODER}, "
+                     f"**Models**: diffusion_models/{UNET_MS_IMAGE2VIDEO} ({_repo(UNET_MS_IMAGE2VIDEO)}), "
+                     f"diffusion_models/{UNET_MS_VID2VID} ({_repo(UNET_MS_VID2VID)}), text_encoders/{TEXT_ENCODER}, "
                      f"clip_vision/{CLIP_VISION}, vae/{VAE}."))
 
 
@@ -233,7 +235,7 @@ def graph_refine_video() -> Graph:
         "Loads a video, resizes it to 1280x720 in pixel space, VAE-encodes it, noises it to strength 0.6 "
         "(t=599) and denoises with a text prompt describing the video. Lower strength keeps more of the input. "
         "The refiner was trained on 32-frame clips.\n\n"
-        f"**Models**: diffusion_models/{UNET_MS_VID2VID} (ali-vilab/MS-Vid2Vid-XL), text_encoders/{TEXT_ENCODER}, "
+        f"**Models**: diffusion_models/{UNET_MS_VID2VID} ({_repo(UNET_MS_VID2VID)}), text_encoders/{TEXT_ENCODER}, "
         f"vae/{VAE}."))
 
 
@@ -263,7 +265,7 @@ def graph_long_video() -> Graph:
                      "context_overlap 8**: ComfyUI's context-window handler runs the refiner on overlapping 32-frame "
                      "windows (cross-faded), so memory is that of one 32-frame window at any length.\n\n"
                      f"**Models**: diffusion_models/{UNET_I2VGEN_VGEN} (or the diffusers file), "
-                     f"diffusion_models/{UNET_MS_VID2VID} (ali-vilab/MS-Vid2Vid-XL), text_encoders/{TEXT_ENCODER}, "
+                     f"diffusion_models/{UNET_MS_VID2VID} ({_repo(UNET_MS_VID2VID)}), text_encoders/{TEXT_ENCODER}, "
                      f"clip_vision/{CLIP_VISION}, vae/{VAE}."))
 
 
@@ -395,7 +397,7 @@ def to_ui(graph: Graph, object_info: dict) -> dict:
                 "order": order[n.id], "mode": 0, "inputs": inputs, "outputs": outputs,
                 "properties": {"Node name for S&R": n.class_type}, "widgets_values": widgets}
         if n.class_type in MODEL_WIDGETS:
-            node["properties"]["models"] = MODEL_FILES.workflow_models([n.values[MODEL_WIDGETS[n.class_type]]])
+            node["properties"]["models"] = catalog.workflow_models([n.values[MODEL_WIDGETS[n.class_type]]])
         if n.title:
             node["title"] = n.title
         ui_nodes.append(node)

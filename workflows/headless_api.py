@@ -10,7 +10,7 @@
     # a smoke test (e.g. on CPU with the demo weights): a tenth of the size, an eighth of the frames, 2 steps
     python workflows/headless_api.py workflows/api/i2vgen_xl_cascade.api.json --smoke
 
-Only the standard library is needed (the size rules are read from the pack's own i2vgen_core/sizes.py, which is
+Only the standard library is needed (the size rules come from the pack's own `i2vgen_core.sizes`, which is
 standard-library only too). With the `websocket-client` package installed, progress is followed live over
 ComfyUI's websocket; otherwise /history is polled. Exit status: 0 done, 1 the server reported an error, 2 bad use.
 """
@@ -18,7 +18,6 @@ ComfyUI's websocket; otherwise /history is polled. Exit status: 0 done, 1 the se
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import mimetypes
 import sys
@@ -31,21 +30,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-def _load_sizes():
-    """The pack's size rules: i2vgen_core/sizes.py next to this folder, loaded by path (no torch, no package
-    import); an installed i2vgen_core otherwise."""
-    path = Path(__file__).resolve().parent.parent / "i2vgen_core" / "sizes.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location("_i2vgen_sizes", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    from i2vgen_core import sizes  # the script copied out of the pack, with the package installed
-
-    return sizes
-
-
-sizes = _load_sizes()
+_PACK = Path(__file__).resolve().parent.parent
+if (_PACK / "i2vgen_core").is_dir():  # run from the pack: its own core (else an installed i2vgen_core)
+    sys.path.insert(0, str(_PACK))
+from i2vgen_core import sizes  # noqa: E402  the size rules; importing them needs no torch
 
 IMAGE_LOADERS = {"LoadImage": "image"}
 VIDEO_LOADERS = {"LoadVideo": "file"}

@@ -2,7 +2,7 @@
 
 Conventions shared by every function here:
 
-* ``abar`` is an ``alphas_cumprod`` table from :mod:`i2vgen_core.schedules` (float64, on any device; it is only read
+* ``abar`` is an ``alphas_cumprod`` table from :mod:`i2vgen_core.diffusion.schedules` (float64, on any device; it is only read
   as Python floats, so the sampling loop never synchronises with the GPU for it).
 * ``model_fn(x, t) -> out`` is called with the VP-scaled sample ``x`` (``x_t = sqrt(abar_t) x_0 + sqrt(1-abar_t) eps``)
   and an integer timestep tensor ``t`` of shape ``[B]``; it returns the (already guided) model prediction, a

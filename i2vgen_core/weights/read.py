@@ -22,17 +22,14 @@ from typing import Mapping
 
 import torch
 
-from .checkpoint import CheckpointError, unwrap
+from ..dtypes import SAFETENSORS_BYTES as SAFETENSORS_DTYPES, SAFETENSORS_NAMES
 
 REDOWNLOAD = "the file is truncated or damaged: download it again (compare its size with the source)"
 PICK_UNET = ("pick the UNet checkpoint of I2VGen-XL, MS-Image2Video or MS-Vid2Vid-XL (a .safetensors, .pth or .bin "
              "file, or a diffusers 'unet' folder)")
-CONVERT = ("convert a trusted copy with `python -m i2vgen_core.convert IN OUT.safetensors` on a machine where you trust "
+CONVERT = ("convert a trusted copy with `python -m i2vgen_core convert IN OUT.safetensors` on a machine where you trust "
            "the file, or use the safetensors release")
 
-#: safetensors dtype names and their sizes in bytes (those torch can hold)
-SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
-                      "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit
 TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (pre-zip) torch.save file
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
@@ -40,6 +37,32 @@ DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_m
 
 
 # ------------------------------------------------------------------------------------------------ entry point
+class CheckpointError(ValueError):
+    """A file that is not a loadable I2VGen-XL-family UNet; the message says what it looks like."""
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """Tensors of a checkpoint file or diffusers folder, plus its config.json (or embedded config) when present."""
+    return read_checkpoint(path)
+
+
+def unwrap(obj, name: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Find the tensor dict inside {'state_dict': ...}-style wrappers."""
+    for _ in range(3):
+        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in ("state_dict", "model", "module", "ema", "params") if k in obj
+                          and isinstance(obj[k], Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)} \
+        if isinstance(obj, Mapping) else {}
+    if not tensors:
+        raise CheckpointError(f"{name} holds no tensors (found {type(obj).__name__}); expected a UNet state dict — "
+                              f"pick the UNet checkpoint file")
+    return tensors
+
+
 def read_checkpoint(path: str | os.PathLike, label: str | None = None) -> tuple[dict[str, torch.Tensor], dict | None]:
     """Tensors of a checkpoint file or diffusers folder (format sniffed from the content, not the extension), plus
     its config.json or embedded config when present."""
@@ -158,6 +181,33 @@ def safetensors_header(path: Path, label: str, size: int) -> dict:
     if end != data_size:
         raise CheckpointError(f"{label}: the tensors cover {end:,} of the {data_size:,} data bytes; {REDOWNLOAD}")
     return header
+
+
+def header_summary(header: Mapping[str, dict]) -> tuple[int, str | None]:
+    """(parameter count, the pack's name of the dtype holding most parameters) of a header that
+    `safetensors_header` has checked; the name is None when that dtype is not a floating-point one. Tensors are
+    taken in name order (as the safetensors library lists them), so a tie goes to the first one's dtype."""
+    counts: dict[str, int] = {}
+    for name in sorted(k for k in header if k != "__metadata__"):
+        entry = header[name]
+        counts[entry["dtype"]] = counts.get(entry["dtype"], 0) + math.prod(entry["shape"])
+    dominant = max(counts, key=counts.get) if counts else None
+    return sum(counts.values()), SAFETENSORS_NAMES.get(dominant)
+
+
+def peek_safetensors(path: str | os.PathLike) -> tuple[int, str | None]:
+    """`header_summary` of a safetensors file, from its header alone (no tensor is read); a CheckpointError naming
+    the file when the header is damaged or the file cannot be read."""
+    path = Path(path)
+    label = path.name or str(path)
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a folder, pipe or device: opening one may block or fail later
+            raise CheckpointError(f"{label} is not a regular file; point the loader at a checkpoint file")
+        return header_summary(safetensors_header(path, label, info.st_size))
+    except OSError as err:
+        raise CheckpointError(f"{label} cannot be read ({err.strerror or err}); check that the path is a readable "
+                              f"checkpoint file") from None
 
 
 def _no_duplicates(pairs):

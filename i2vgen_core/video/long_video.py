@@ -91,7 +91,7 @@ def window_weights(index_list: list[int], num_frames: int, window: int, overlap:
 class WindowedUNet:
     """A core UNet called window by window along the frame axis, outputs cross-faded with :func:`blend_weights`.
 
-    Drop-in for the ``unet`` argument of :func:`i2vgen_core.pipeline.run_refine_stage` (attributes are the wrapped
+    Drop-in for the ``unet`` argument of :func:`i2vgen_core.diffusion.pipeline.run_refine_stage` (attributes are the wrapped
     network's): activations are those of one ``window``-frame call, whatever the video length. Conditioning is
     shared by all windows (text, CLIP image embedding, image latent and fps are per video, not per frame).
     """

@@ -8,45 +8,16 @@ flat image-latent temporal encoder.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Mapping
 
 import torch
 
-from .config import UNetConfig, variant_config
+from ..config import UNetConfig, variant_config
+from .read import CheckpointError
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "module.", "model.", "unet.")
 FORMATS = ("diffusers", "vgen", "modelscope")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a loadable I2VGen-XL-family UNet; the message says what it looks like."""
-
-
-# ------------------------------------------------------------------------------------------------ reading
-def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """Tensors of a checkpoint file or diffusers folder, plus its config.json (or embedded config) when present."""
-    from .files import read_checkpoint  # the defensive readers (they import this module's CheckpointError)
-
-    return read_checkpoint(path)
-
-
-def unwrap(obj, name: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """Find the tensor dict inside {'state_dict': ...}-style wrappers."""
-    for _ in range(3):
-        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            inner = next((obj[k] for k in ("state_dict", "model", "module", "ema", "params") if k in obj
-                          and isinstance(obj[k], Mapping)), None)
-            if inner is None:
-                break
-            obj = inner
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)} \
-        if isinstance(obj, Mapping) else {}
-    if not tensors:
-        raise CheckpointError(f"{name} holds no tensors (found {type(obj).__name__}); expected a UNet state dict — "
-                              f"pick the UNet checkpoint file")
-    return tensors
 
 
 def strip_prefix(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,6 +1,8 @@
 """Building blocks of the spatio-temporal UNet: resnets, temporal convolutions, spatial and temporal transformers.
 
-Activations travel through the trunk as [B*F, C, H, W]; temporal layers regroup them by frame count.
+Activations travel through the trunk as [B*F, C, H, W]; temporal layers regroup them by frame count. Each layer
+computes the plain network; the speed levers (`i2vgen_core.speed.levers`) change how from outside, e.g. by swapping
+in the fused-kernel subclasses of `i2vgen_core.speed.fused`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import kernels
 from .attention import attention
 from .hooks import ForwardHooks, apply_all
 from .ops import CastLinear, torch_ops, weight_of
@@ -122,11 +123,8 @@ class GEGLU(nn.Module):
     def __init__(self, dim: int, inner: int, ops=torch_ops):
         super().__init__()
         self.proj = ops.Linear(dim, inner * 2)
-        self.fused_kernels = False  # opt-in: one fused pass (kernels.geglu), see I2VGenUNet.set_fused_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused_kernels:
-            return kernels.geglu(self.proj(x))
         value, gate = self.proj(x).chunk(2, dim=-1)
         return value * F.gelu(gate)
 
@@ -201,67 +199,17 @@ class SpatialTransformer(nn.Module):
         return tokens.transpose(1, 2).reshape(bf, c, h, w) + x
 
 
-def video_group_norm(x: torch.Tensor, norm: nn.GroupNorm, frames: int | None = None) -> torch.Tensor:
-    """GroupNorm of each clip over (group channels, frames, H, W), keeping x's layout.
-
-    `x` is [B, C, F, H, W], or [B*F, C, H, W] with `frames` given (then no transposed copy is made). The statistics
-    are split reductions accumulated in fp32 (a GPU stays busy even for batch 1-2, where the stock kernel gets only
-    B*groups rows); the normalisation is eval-mode batch_norm with per-(clip, channel) parameters: one fused pass
-    that computes (x - mean) * rstd * weight + bias in fp32, like GroupNorm itself.
-    """
-    c, g = x.shape[1], norm.num_groups
-    b = x.shape[0] if frames is None else x.shape[0] // frames
-    if not x.is_cuda or not _plain_layer(norm):
-        # CPU (the stock kernel is fine there and its eval batch_norm folds the affine, losing precision) or
-        # host-managed weights: let the layer itself run on the [B, C, F, H, W] view
-        if frames is None:
-            return norm(x)
-        video = x.reshape(b, frames, c, *x.shape[2:]).transpose(1, 2)
-        return norm(video).transpose(1, 2).reshape(x.shape)
-    acc = torch.promote_types(x.dtype, torch.float32)
-    grouped = x.reshape(b, g, -1) if frames is None else x.reshape(b, frames, g, -1)
-    dims = (2,) if frames is None else (1, 3)
-    if x.dtype == acc:  # fp32/fp64: one Welford pass
-        var, mean = torch.var_mean(grouped, dim=dims, correction=0)
-    else:  # fp16/bf16: Welford variance (accumulated in fp32, rounded once) and an fp32 mean, as GroupNorm keeps it
-        var, mean = torch.var(grouped, dim=dims, correction=0).to(acc), grouped.mean(dim=dims, dtype=acc)
-    per_group = lambda t: t.reshape(b, g, 1).expand(b, g, c // g).reshape(b, c)  # noqa: E731
-    mean, var = per_group(mean), per_group(var)
-    weight = weight_of(norm, x).to(acc) if norm.weight is not None else torch.ones(c, device=x.device, dtype=acc)
-    bias = norm.bias.to(x.device, acc) if norm.bias is not None else torch.zeros(c, device=x.device, dtype=acc)
-    if frames is None:  # channels of the batch_norm = (clip, channel)
-        flat = x.reshape(1, b * c, -1)
-        out = F.batch_norm(flat, mean.reshape(-1), var.reshape(-1), weight.repeat(b), bias.repeat(b), False, 0.0,
-                           norm.eps)
-        return out.reshape(x.shape)
-    out = torch.empty_like(x)
-    for i in range(b):  # one clip's frames share its statistics: batch_norm over [F, C, H*W]
-        clip = slice(i * frames, (i + 1) * frames)
-        out[clip] = F.batch_norm(x[clip].reshape(frames, c, -1), mean[i], var[i], weight, bias, False, 0.0,
-                                 norm.eps).reshape(out[clip].shape)
-    return out
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether x [N, C, ...] keeps its channels innermost (NHWC / NDHWC), read off the strides: for 1x1 frames
+    `is_contiguous` holds in both layouts, the strides still say which one x was made in."""
+    return x.stride(1) < x.stride(-1)
 
 
-def fused_group_norm(norm: nn.Module, x: torch.Tensor, silu: bool, out: torch.Tensor | None = None) -> torch.Tensor:
-    """`norm` (a GroupNorm) then optionally SiLU on x viewed as [clips, frames, C, pixels], in one fused pass
-    (`kernels.video_group_norm_out`) written into `out`'s layout."""
-    weight = weight_of(norm, x) if norm.weight is not None else None
-    bias = norm.bias.to(x.device, x.dtype) if norm.bias is not None else None
-    return kernels.video_group_norm_out(x, norm.num_groups, weight, bias, norm.eps, silu, out)
-
-
-def _frames_view(t: torch.Tensor, b: int, frames: int) -> torch.Tensor:
-    """[B, C, F, H, W] (any memory layout) as a [B, F, C, H*W] view (a copy only if no view exists)."""
-    try:
-        return t.transpose(1, 2).view(b, frames, t.shape[1], -1)
-    except RuntimeError:
-        return t.transpose(1, 2).reshape(b, frames, t.shape[1], -1)
-
-
-def _add_frames(x: torch.Tensor, y: torch.Tensor, b: int, frames: int, channels_last: bool) -> torch.Tensor:
-    """x [B*F, C, H, W] + y given as any [B, F, C, H, W] view: one pass into the trunk's layout (NCHW, or NHWC
-    when `channels_last`), no transposed copy of y."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+def _add_frames(x: torch.Tensor, y: torch.Tensor, b: int, frames: int,
+                memory_format: torch.memory_format | None = None) -> torch.Tensor:
+    """x [B*F, C, H, W] + y given as any [B, F, C, H, W] view: one pass into `memory_format` (default: x's own
+    layout, NCHW or NHWC; an element-wise sum is the same in either), no transposed copy of y."""
+    fmt = memory_format or (torch.channels_last if _channels_last(x) else torch.contiguous_format)
     if torch.compiler.is_compiling() or (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
         # out= has no autograd; under torch.compile Inductor fuses the add and the layout change itself
         return (x.view(b, frames, *x.shape[1:]) + y).reshape(x.shape).contiguous(memory_format=fmt)
@@ -280,32 +228,31 @@ class TemporalTransformer(nn.Module):
         self.proj_in = ops.Linear(channels, inner)
         self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim, None, ops)])
         self.proj_out = ops.Linear(inner, channels)
-        self.split_norm = False  # opt-in: video_group_norm (see I2VGenUNet.set_split_video_norm)
-        self.fused_kernels = False  # opt-in: fused norm that writes the tokens' layout (I2VGenUNet.set_fused_kernels)
-        self.channels_last = False  # the trunk's layout (I2VGenUNet.set_channels_last): the output is written in it
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int,
-                hooks: ForwardHooks | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int, hooks: ForwardHooks | None = None,
+                memory_format: torch.memory_format | None = None) -> torch.Tensor:
+        """x [B*F, C, H, W] plus the transformer of its frames. The sum is written in `memory_format`, the trunk's
+        layout (default: x's own): the UNet passes it, as x, a spatial transformer's sum, is laid out NHWC
+        (its token view's layout) even in an NCHW trunk."""
         bf, c, h, w = x.shape
         b = bf // frames
-        if self.fused_kernels and _plain_layer(self.norm):  # the norm writes [B, H*W, F, C] tokens directly
-            tokens = torch.empty(b, h * w, frames, c, device=x.device, dtype=x.dtype)
-            fused_group_norm(self.norm, _frames_view(x.view(b, frames, c, h, w).transpose(1, 2), b, frames), False,
-                             out=tokens.permute(0, 2, 3, 1))
-            tokens = tokens.view(b * h * w, frames, c)
-        elif self.split_norm:
-            normed = video_group_norm(x, self.norm, frames).view(b, frames, c, h * w)  # stays [B*F, C, H, W]
-            tokens = normed.permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
-        else:
-            normed = self.norm(x.view(b, frames, c, h, w).transpose(1, 2))  # on the [B, C, F, H, W] view
-            tokens = normed.permute(0, 3, 4, 2, 1).reshape(b * h * w, frames, c)
+        normed = self.norm(x.view(b, frames, c, h, w).transpose(1, 2))  # on the [B, C, F, H, W] view
+        return self._transform(x, normed.permute(0, 3, 4, 2, 1).reshape(b * h * w, frames, c), frames, hooks,
+                               memory_format)
+
+    def _transform(self, x: torch.Tensor, tokens: torch.Tensor, frames: int, hooks: ForwardHooks | None,
+                   memory_format: torch.memory_format | None) -> torch.Tensor:
+        """The transformer on the normalised tokens [B*H*W, F, C] of x [B*F, C, H, W], plus x. Callers pass the
+        tokens unnamed: the projection's output replaces them, so they are freed here, not held by the caller."""
+        bf, c, h, w = x.shape
+        b = bf // frames
         tokens = self.proj_in(tokens)
         for block in self.transformer_blocks:
             tokens = block(tokens, None, hooks, temporal=True)
         tokens = self.proj_out(tokens)
         if hooks is not None:
             hooks.leave_temporal_transformer()
-        return _add_frames(x, tokens.view(b, h, w, frames, c).permute(0, 3, 4, 1, 2), b, frames, self.channels_last)
+        return _add_frames(x, tokens.view(b, h, w, frames, c).permute(0, 3, 4, 1, 2), b, frames, memory_format)
 
 
 class TemporalConv(nn.Module):
@@ -324,32 +271,13 @@ class TemporalConv(nn.Module):
         self.conv2 = stage(False)
         self.conv3 = stage(False)
         self.conv4 = stage(False)
-        self.split_norm = False  # opt-in: video_group_norm (see I2VGenUNet.set_split_video_norm)
-        self.fused_kernels = False  # opt-in: fused GroupNorm+SiLU in the conv's layout (I2VGenUNet.set_fused_kernels)
-        self.channels_last = False  # the trunk's layout (I2VGenUNet.set_channels_last): the output is written in it
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape
         b = bf // frames
-        stages = (self.conv1, self.conv2, self.conv3, self.conv4)
-        if self.fused_kernels and all(_plain_layer(s[0]) for s in stages):
-            # GroupNorm+SiLU reads the previous layout and writes the Conv3d's input layout ([B, C, F, H, W];
-            # channels-last-3d when the trunk is channels-last, which is then the trunk's own memory order)
-            fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
-            y = _frames_view(x.view(b, frames, c, h, w).transpose(1, 2), b, frames)
-            for stage in stages:
-                buf = torch.empty(b, c, frames, h, w, device=x.device, dtype=x.dtype, memory_format=fmt)
-                fused_group_norm(stage[0], y, True, out=_frames_view(buf, b, frames))
-                y = _frames_view(stage[-1](buf), b, frames)
-            return _add_frames(x, y.view(b, frames, c, h, w), b, frames, self.channels_last)
         y = x.view(b, frames, c, h, w).transpose(1, 2)  # [B, C, F, H, W]
-        if self.split_norm:
-            y = y.contiguous()
-            for stage in (self.conv1, self.conv2, self.conv3, self.conv4):
-                y = stage[-1](F.silu(video_group_norm(y, stage[0])))
-        else:
-            y = self.conv4(self.conv3(self.conv2(self.conv1(y))))
-        return _add_frames(x, y.transpose(1, 2), b, frames, self.channels_last)
+        y = self.conv4(self.conv3(self.conv2(self.conv1(y))))
+        return _add_frames(x, y.transpose(1, 2), b, frames)
 
 
 class ResBlock(nn.Module):
@@ -365,21 +293,11 @@ class ResBlock(nn.Module):
         self.skip_connection = (nn.Identity() if channels == out_channels
                                 else ops.Conv2d(channels, out_channels, 1))
         self.temporal_conv = TemporalConv(out_channels, groups, ops)
-        self.fused_kernels = False  # opt-in: fused GroupNorm+SiLU passes (I2VGenUNet.set_fused_kernels)
-
-    def _norm_silu_conv(self, seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        if not (self.fused_kernels and _plain_layer(seq[0]) and (
-                x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))):
-            return seq(x)
-        bf, c, h, w = x.shape
-        out = torch.empty_like(x)  # keeps x's memory format
-        fused_group_norm(seq[0], x.view(bf, 1, c, h * w), True, out=out.view(bf, 1, c, h * w))
-        return seq[-1](out)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, frames: int) -> torch.Tensor:
-        h = self._norm_silu_conv(self.in_layers, x)
+        h = self.in_layers(x)
         h = h + self.emb_layers(emb).to(h.dtype)[:, :, None, None]
-        h = self._norm_silu_conv(self.out_layers, h)
+        h = self.out_layers(h)
         return self.temporal_conv(self.skip_connection(x) + h, frames)
 
 

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from .attention import resolve_backend
-from .config import UNetConfig
+from ..config import UNetConfig
 from .hooks import ForwardHooks, FreeU, apply_all
 from .ops import torch_ops
-from .sizes import check_latent_size
-from .layers import (GEGLU, Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer,
-                     TemporalConv, TemporalTransformer, Upsample, timestep_embedding)
+from ..sizes import check_latent_size
+from .layers import (Attention, Downsample, ImageTemporalEncoder, ResBlock, SpatialTransformer, TemporalTransformer,
+                     Upsample, timestep_embedding)
 
 
 class I2VGenUNet(nn.Module):
@@ -30,9 +30,9 @@ class I2VGenUNet(nn.Module):
         self.image_branch_scale = 2.0  # the original training code adds the image branch twice
         self.compute_dtype: torch.dtype | None = None  # set when weights are stored narrower (fp8) than compute
         self._ops = ops
-        self.channels_last = False
+        self.channels_last = False  # the trunk's layout (NHWC when True), see speed.levers.set_channels_last
         self.freeu: FreeU | None = None  # see enable_freeu
-        self.cuda_graphs = None  # a graphs.GraphCache when set_cuda_graphs(True)
+        self.cuda_graphs = None  # a speed.cuda_graphs.GraphCache, see speed.levers.set_cuda_graphs
         c = config
         dim, emb_dim, groups = c.model_channels, c.time_embed_dim, c.norm_groups
 
@@ -115,89 +115,19 @@ class I2VGenUNet(nn.Module):
         return self.compute_dtype or self.weight_dtype
 
     def set_attention_backend(self, name: str, device: torch.device | str | None = None) -> str:
-        """Choose "auto", "sdpa", "xformers" or "chunked" for every attention layer; returns the one in use.
+        """Choose the backend of every attention layer (`network.attention.BACKENDS`); returns the one in use.
 
-        `device` is where the model will run (default: where its weights are now), checked for xformers.
+        "auto" (= "sdpa": PyTorch's scaled-dot-product attention), "xformers" (CUDA, optional package), "chunked"
+        (bounded score memory, slowest; a `Chunked` sets the bound), "bmm" (batched matmuls for the short temporal
+        sequences, SDPA for the rest), "flex" (FlexAttention, compiled on CUDA) or "sage" (SageAttention, CUDA,
+        optional package). `device` is where the model will run (default: where its weights are now), checked for
+        the backends that need CUDA. The other speed levers are switched in `i2vgen_core.speed.levers`.
         """
         backend = resolve_backend(name, device if device is not None else self.weight_device)
         for module in self.modules():
             if isinstance(module, (Attention, ImageTemporalEncoder)):
                 module.backend = backend
         return backend
-
-    def set_fused_projections(self, enabled: bool = True) -> None:
-        """Run q/k/v (or k/v) projections as one GEMM; weights and their names stay separate (LoRA keeps working)."""
-        for module in self.modules():
-            if isinstance(module, Attention):
-                module.fused = enabled
-
-    def set_split_video_norm(self, enabled: bool = True) -> None:
-        """Opt-in, GPU only, not yet measured: GroupNorms of the temporal layers via `layers.video_group_norm`
-        (split statistics + one fused pass, no transposed copy), aimed at the stock kernel's low occupancy for
-        batch 1-2 video (12 % of a CUDA step in bench/profile_gpu.py). Same numbers as GroupNorm."""
-        for module in self.modules():
-            if isinstance(module, (TemporalConv, TemporalTransformer)):
-                module.split_norm = enabled
-
-    def set_fused_kernels(self, enabled: bool = True) -> None:
-        """Opt-in: GroupNorm(+SiLU) of resnets and temporal layers and GEGLU as fused passes (`kernels`: Triton on
-        CUDA when installed, else a torch fallback); the temporal layers' norms write the layout their consumer
-        reads, so no transposed copies are made around them. Same function as the plain path."""
-        for module in self.modules():
-            if isinstance(module, (GEGLU, ResBlock, TemporalConv, TemporalTransformer)):
-                module.fused_kernels = enabled
-
-    def set_fp8_compute(self, scaling: str | None = "tensor", emulate: bool = False) -> int:
-        """Opt-in "fast fp8": the transformers' linear layers compute with fp8 operands ("tensor" or "row" scales;
-        None = off) through torch._scaled_mm on GPUs with fp8 tensor cores, emulated elsewhere; returns how many
-        layers changed. Changes the numbers (see bench/gpu.py --suite for the error against bf16). q/k/v then run as
-        separate projections (the fused path reads the weights directly)."""
-        from .fp8 import enable_fp8_compute  # noqa: PLC0415
-
-        return sum(enable_fp8_compute(m, scaling, emulate) for m in self.modules()
-                   if isinstance(m, (SpatialTransformer, TemporalTransformer)))
-
-    def set_cuda_graphs(self, enabled: bool = True) -> None:
-        """Opt-in: replay each CUDA step as a captured CUDA graph (one per input shape); no effect on the CPU.
-
-        Inputs must keep their shapes from step to step (they do in a sampling run); weights must not change
-        while enabled (LoRA patching: switch it off first)."""
-        from .graphs import GraphCache  # noqa: PLC0415
-
-        self.cuda_graphs = GraphCache(self._predict) if enabled else None
-
-    def set_channels_last(self, enabled: bool = True) -> None:
-        """Keep trunk activations and conv weights NHWC (tensor-core friendly; spatial tokens become free views).
-
-        Call it before `compile_blocks`: compiled blocks bake in the weights' layout."""
-        if enabled != self.channels_last and any(getattr(m, "_compiled_call_impl", None) is not None
-                                                 for m in self.modules()):
-            raise ValueError("set_channels_last must come before compile_blocks (compiled blocks fix the layout)")
-        self.channels_last = enabled
-        fmt = torch.channels_last if enabled else torch.contiguous_format
-        for module in self.modules():
-            if isinstance(module, (TemporalConv, TemporalTransformer)):
-                module.channels_last = enabled
-            if isinstance(module, nn.Conv2d) and module.weight.device.type != "meta":
-                module.weight.data = module.weight.data.contiguous(memory_format=fmt)
-            if isinstance(module, nn.Conv3d) and module.weight.device.type != "meta":  # temporal convs: NDHWC
-                module.weight.data = module.weight.data.contiguous(
-                    memory_format=torch.channels_last_3d if enabled else torch.contiguous_format)
-
-    def compile_blocks(self, **options) -> int:
-        """torch.compile every resnet / transformer block in place (regional compilation); returns how many.
-
-        Blocks of one class share compiled code per input shape, so the network needs more recompilations than
-        torch's default cap of 8 per function; the cap is raised (process-wide) to cover them."""
-        import torch._dynamo
-
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-        count = 0
-        for module in self.modules():
-            if isinstance(module, (ResBlock, SpatialTransformer, TemporalTransformer)):
-                module.compile(**options)
-                count += 1
-        return count
 
     # ---------------------------------------------------------------- inputs
     def check_inputs(self, sample: torch.Tensor, text, image_embedding, image_latent, fps) -> None:
@@ -248,11 +178,11 @@ class I2VGenUNet(nn.Module):
                 fps=None, hooks: ForwardHooks | None = None, image_anchor: bool = True) -> torch.Tensor:
         """Predict v for a noisy video latent [B, 4, F, h, w] at `timestep` (0..999).
 
-        `hooks` plugs patches, wrappers and an attention function into this pass (see `i2vgen_core.hooks`);
+        `hooks` plugs patches, wrappers and an attention function into this pass (see `i2vgen_core.network.hooks`);
         FreeU set by `enable_freeu` joins them. `image_anchor=False` is for a window of a longer video that does not
         start at the conditioning image: its first frame then gets the frame-position ramp's 0 instead of the
-        image latent (the image still conditions it through the context tokens). CUDA graphs (`set_cuda_graphs`)
-        replay plain passes only (no hooks, no FreeU).
+        image latent (the image still conditions it through the context tokens). CUDA graphs
+        (`speed.levers.set_cuda_graphs`) replay plain passes only (no hooks, no FreeU).
         """
         if fps is None and self.config.use_fps and self.config.fps_optional:
             fps = self.config.default_fps
@@ -346,13 +276,15 @@ class I2VGenUNet(nn.Module):
         """Turn FreeU off."""
         self.freeu = None
 
-    @staticmethod
-    def _run(block, x, emb, context, frames, up_size, hooks=None):
+    def _run(self, block, x, emb, context, frames, up_size, hooks=None):
         layers = block if isinstance(block, nn.ModuleList) else [block]
         for layer in layers:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb, frames)
-            elif isinstance(layer, (SpatialTransformer, TemporalTransformer)):
+            elif isinstance(layer, TemporalTransformer):  # its sum in the trunk's layout
+                x = layer(x, context, frames, hooks,
+                          memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+            elif isinstance(layer, SpatialTransformer):
                 x = layer(x, context, frames) if hooks is None else layer(x, context, frames, hooks)
             elif isinstance(layer, Upsample):
                 x = layer(x, up_size)

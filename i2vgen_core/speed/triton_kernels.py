@@ -1,4 +1,4 @@
-"""Triton kernels behind `i2vgen_core.kernels` (imported only when triton is installed and a kernel is used).
+"""Triton kernels behind `i2vgen_core.speed.kernels` (imported only when triton is installed and a kernel is used).
 
 `triton.jit` reads TRITON_INTERPRET when it decorates: `kernels` reloads this module when that mode changes.
 """

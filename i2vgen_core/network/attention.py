@@ -9,7 +9,9 @@ import importlib.util
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("auto", "sdpa", "xformers", "chunked", "bmm", "flex", "sage")
+from ..config import ATTENTION_BACKENDS
+
+BACKENDS = ATTENTION_BACKENDS
 
 # "bmm": sequences up to this length (the 16-frame temporal attention) use batched matmuls, longer ones SDPA
 BMM_MAX_SEQUENCE = 64

@@ -9,11 +9,14 @@ from typing import Iterator, Mapping
 
 import torch
 
-from .checkpoint import CheckpointError, infer_config, read_state_dict, to_ours
-from .config import UNetConfig
-from .files import PICK_UNET, check_config_json, check_dtypes, check_finite
-from .ops import cast_ops
-from .unet import I2VGenUNet, build_unet
+from .layouts import infer_config, to_ours
+from .read import CheckpointError, read_state_dict, unwrap
+from ..config import UNetConfig
+from ..dtypes import FP8 as FP8_NAMES, TORCH_NAMES
+from .read import PICK_UNET, check_config_json, check_dtypes, check_finite
+from ..network.ops import cast_ops
+from ..network.unet import I2VGenUNet, build_unet
+from ..speed.levers import SpeedLevers, apply_levers
 
 Source = str | os.PathLike | Mapping[str, torch.Tensor]
 
@@ -41,8 +44,6 @@ def load_state_dict_any(source: Source) -> tuple[dict[str, torch.Tensor], UNetCo
     """Read `source` and return (our-named state dict, inferred config, source format)."""
     hints = None
     if isinstance(source, Mapping):
-        from .checkpoint import unwrap
-
         raw = unwrap(source, "the state dict")
     else:
         raw, hints = read_state_dict(source)
@@ -55,7 +56,8 @@ def load_state_dict_any(source: Source) -> tuple[dict[str, torch.Tensor], UNetCo
     return sd, config, fmt
 
 
-FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+#: The fp8 storage dtypes this torch has.
+FP8 = tuple(getattr(torch, TORCH_NAMES[n]) for n in FP8_NAMES if hasattr(torch, TORCH_NAMES[n]))
 
 
 def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None,
@@ -66,10 +68,10 @@ def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch
     """Load an I2VGen-XL / MS-Image2Video / MS-Vid2Vid-XL UNet; format and variant are detected from the keys.
 
     `dtype` is the storage dtype (fp8 storage computes in `compute_dtype`, default fp16, through per-layer casts);
-    `ops` lets a host (ComfyUI) supply its own layer classes and `network` its subclass of `I2VGenUNet`. Speed levers
-    (see the I2VGenUNet.set_* methods): `fused_kernels` (fused GroupNorm+SiLU / GEGLU passes), `fp8_compute`
-    ("tensor" / "row": fp8 GEMMs in the transformers, changes the numbers), `cuda_graphs` (replay each step as a
-    CUDA graph).
+    `ops` lets a host (ComfyUI) supply its own layer classes and `network` its subclass of `I2VGenUNet`. The speed
+    levers `attention` ... `cuda_graphs` are those of `speed.levers.SpeedLevers`, applied by `apply_levers`:
+    `fused_kernels` (fused GroupNorm+SiLU / GEGLU passes), `fp8_compute` ("tensor" / "row": fp8 GEMMs in the
+    transformers, changes the numbers), `cuda_graphs` (replay each step as a CUDA graph).
     """
     sd, inferred, fmt = load_state_dict_any(source)
     label = source_label(source)
@@ -105,11 +107,7 @@ def load_unet(source: Source, *, dtype: torch.dtype | None = None, device: torch
     unet.load_state_dict(sd, strict=True, assign=True)
     unet.eval().requires_grad_(False)
     unet.compute_dtype = compute_dtype
-    unet.set_attention_backend(attention)
-    unet.set_fused_projections(fused_projections)
-    unet.set_channels_last(channels_last)
-    unet.set_fused_kernels(fused_kernels)
-    if fp8_compute:
-        unet.set_fp8_compute(fp8_compute)
-    unet.set_cuda_graphs(cuda_graphs)
+    apply_levers(unet, SpeedLevers(attention=attention, fused_projections=fused_projections,
+                                   channels_last=channels_last, fused_kernels=fused_kernels, fp8_compute=fp8_compute,
+                                   cuda_graphs=cuda_graphs))
     return unet

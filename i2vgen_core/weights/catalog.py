@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..config import VARIANT_NAMES
+
 HUB = "https://huggingface.co"
 
 
@@ -61,8 +63,6 @@ MODEL_FILES: tuple[ModelFile, ...] = (
               "vae/diffusion_pytorch_model.fp16.safetensors", "vae", "VAELoader", "SD2.1 VAE"),
 )
 
-VARIANT_LABELS = {"i2vgen_xl": "I2VGen-XL", "ms_image2video": "MS-Image2Video", "ms_vid2vid_xl": "MS-Vid2Vid-XL"}
-
 
 def file_named(name: str) -> ModelFile | None:
     """The table entry for a ComfyUI file name (as in a loader widget), or None."""
@@ -75,10 +75,19 @@ def files_for(role: str, variant: str | None = None) -> list[ModelFile]:
     return [f for f in MODEL_FILES if f.role == role and (variant is None or f.variant == variant)]
 
 
+def file_for(role: str, variant: str | None = None, ending: str = "") -> ModelFile:
+    """The one entry of a role (and variant, and file-name ending, e.g. ".pth"); ValueError unless exactly one."""
+    found = [f for f in files_for(role, variant) if f.name.endswith(ending)]
+    if len(found) != 1:
+        what = " ".join(part for part in (role, variant, ending and f"*{ending}") if part)
+        raise ValueError(f"{len(found)} model files match {what}, expected one")
+    return found[0]
+
+
 def download_hint(f: ModelFile) -> str:
     """One sentence: which file, from where, into which folder, under which name."""
     return (f"download {f.path} from {f.page} ({f.url}) into ComfyUI/models/{f.folder}/ as {f.name} "
-            f"({VARIANT_LABELS.get(f.variant or '', f.note)})")
+            f"({VARIANT_NAMES.get(f.variant or '', f.note)})")
 
 
 def missing_unet_message(name: str | None = None) -> str:
@@ -106,6 +115,6 @@ def workflow_models(names: list[str]) -> list[dict]:
     for name in names:
         f = file_named(name)
         if f is None:
-            raise KeyError(f"{name} is not in i2vgen_core.model_files.MODEL_FILES")
+            raise KeyError(f"{name} is not in i2vgen_core.weights.catalog.MODEL_FILES")
         out.append({"name": f.name, "url": f.url, "directory": f.folder})
     return out

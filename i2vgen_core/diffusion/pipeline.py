@@ -13,8 +13,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .frames import image_latent_frame
-from .sampling import SDEDIT_METHODS, cfg_combine, noise_to_strength, sample, strength_to_timestep
+from ..video.frames import image_latent_frame
+from .samplers import SDEDIT_METHODS, cfg_combine, noise_to_strength, sample, strength_to_timestep
 from .schedules import alphas_cumprod, schedule_for_variant
 
 __all__ = ["run_base_stage", "run_refine_stage"]

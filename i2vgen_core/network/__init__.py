@@ -1,0 +1,1 @@
+"""The spatio-temporal UNet: its configurable network, layers, attention backends, hooks and layer factories."""

@@ -11,7 +11,7 @@ The server runs on the CPU (``--cpu``) on a free port, with output/input/temp/us
 and loads only this package: a temporary ``custom_nodes`` folder holds a symlink to the repository and is passed,
 together with the demo-weight model folders, through ``--extra-model-paths-config``; ``--disable-all-custom-nodes
 --whitelist-custom-nodes`` keeps whatever else is installed in the checkout out of the way. Nothing is written into
-COMFYUI_PATH. Demo weights come from ``python -m i2vgen_core.demo_weights DEST``.
+COMFYUI_PATH. Demo weights come from ``python -m i2vgen_core demo-weights DEST``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# lets the test modules here import their helper module (workflow_utils.py); only this folder, never the repo root
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# lets the test modules in the subfolders (server/, browser/, inprocess/, farm/) import this folder's modules
+# (workflow_utils.py, this conftest) and the ones they share within their subfolder by name: check_runner
+# (inprocess/), test_frontend (browser/), test_server_graphs and test_hardening (server/); only these folders,
+# never the repo root
+for _folder in ("inprocess", "browser", "server", ""):
+    _path = str(Path(__file__).resolve().parent / _folder)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 PACK_NAME = "i2vgen-xl-under-test"
 STARTUP_TIMEOUT_S = float(os.environ.get("COMFYUI_STARTUP_TIMEOUT", "300"))
 
@@ -120,14 +126,14 @@ def demo_models_dir() -> Path:
 
 
 def write_demo_weights(dest: Path) -> dict[str, list[str]]:
-    """Run ``python -m i2vgen_core.demo_weights DEST`` (keeps existing files); returns {folder: [file names]}."""
-    from i2vgen_core.demo_weights import demo_file_names
+    """Run ``python -m i2vgen_core demo-weights DEST`` (keeps existing files); returns {folder: [file names]}."""
+    from i2vgen_core.weights.demo import demo_file_names
 
     dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "i2vgen_core.demo_weights", str(dest)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "i2vgen_core", "demo-weights", str(dest)], cwd=REPO,
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
-        raise RuntimeError(f"python -m i2vgen_core.demo_weights failed:\n{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(f"python -m i2vgen_core demo-weights failed:\n{proc.stdout}\n{proc.stderr}")
     return demo_file_names()
 
 

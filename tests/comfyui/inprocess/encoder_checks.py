@@ -345,7 +345,7 @@ def vae_release_files_load():
     import torch
     import comfy.model_management as mm
     import folder_paths
-    from i2vgen_pkg.i2vgen_core import demo_weights
+    from i2vgen_pkg.i2vgen_core.weights import demo as demo_weights
     from i2vgen_pkg.i2vgen_core.weights.encoder_files import split_release_file
 
     work = Path(STATE["work"]) / "vae"
@@ -566,7 +566,7 @@ def _format_check(label: str, text_name: str, vision_name: str, fp32: bool, imag
 def _exact_crop_error(vision, name: str, ref) -> float:
     """Relative error with the original's one-pixel-short resize reproduced (core ``exact=True``)."""
     import torch
-    from i2vgen_pkg.i2vgen_core import preprocess as pre
+    from i2vgen_pkg.i2vgen_core.video import preprocess as pre
 
     image = comfy_nodes().LoadImage().load_image(IMAGES[name][0])[0]
     pixels = pre.clip_image_input(image[..., :3].float(), square_size=1280, size=224, quantize=True, exact=True)

@@ -132,7 +132,8 @@ def run_base_stage(
     callback: Optional[Callback] = None,
     final_alpha: str = "first",
 ) -> torch.Tensor:
-    """Generate base-stage latents ``[B,4,F,h,w]`` with DDIM (leading spacing, offset 1) and batched CFG.
+    """Generate base-stage latents ``[B,4,F,h,w]`` with the original's DDIM (its timesteps for any step
+    count, 981..1 at 50) and batched CFG.
 
     ``image_latent`` is the scaled VAE latent of the conditioning image (``[B,4,h,w]``; it also fixes h and w).
     ``noise`` (``[B,4,F,h,w]``) overrides the start noise drawn from ``generator``. ``final_alpha="first"`` is

@@ -30,6 +30,7 @@ __all__ = [
     "v_from_x0_eps",
     "cfg_combine",
     "ddim_timesteps",
+    "original_ddim_previous",
     "sample_ddim",
     "strength_to_timestep",
     "noise_to_strength",
@@ -111,19 +112,37 @@ def _gaussian(generator: Optional[torch.Generator]) -> Callable[[torch.Tensor], 
 
 
 def ddim_timesteps(steps: int, n: int = 1000, spacing: str = "leading", offset: int = 1) -> torch.Tensor:
-    """Descending DDIM timesteps; ``leading`` with offset 1 gives 981, 961, ..., 1 for 50 steps (VGen == diffusers)."""
+    """Descending DDIM timesteps; ``leading`` with offset 1 gives 981, 961, ..., 1 for 50 steps (VGen == diffusers).
+
+    ``original`` is VGen's and ModelScope's loop, ``1 + arange(0, n, n // steps)`` clamped to ``n - 1``: the same as
+    ``leading`` when ``steps`` divides ``n``, otherwise ``ceil(n / (n // steps))`` timesteps from the top (31 from 991
+    at 30 steps, where diffusers' ``leading`` visits 30 from 958), with 999 first where ``n // steps`` divides 999.
+    """
     if not 1 <= steps <= n:
         raise ValueError(f"DDIM steps must be between 1 and {n}, got {steps}")
     if spacing == "leading":
         ts = torch.arange(steps, dtype=torch.float64) * (n // steps) + offset
+    elif spacing == "original":
+        ts = torch.arange(0, n, n // steps, dtype=torch.float64) + offset
     elif spacing == "trailing":
         ts = torch.round(torch.arange(n, 0, -n / steps, dtype=torch.float64)) - 1
         ts = ts.flip(0)
     elif spacing == "linspace":
         ts = torch.linspace(0, n - 1, steps, dtype=torch.float64).round()
     else:
-        raise ValueError(f"unknown timestep spacing {spacing!r}; expected 'leading', 'trailing' or 'linspace'")
+        raise ValueError(f"unknown timestep spacing {spacing!r}; expected 'leading', 'original', 'trailing' or "
+                         f"'linspace'")
     return ts.clamp(0, n - 1).long().flip(0)
+
+
+def original_ddim_previous(timesteps: torch.Tensor, steps: int, n: int = 1000) -> list[int]:
+    """The timestep each ``original``-spaced step moves to, ``(t - n // steps).clamp(0)`` as VGen computes it.
+
+    It is the next timestep, except after a first timestep clamped to 999 (stride 333 at 3 steps: 999 moves to 666,
+    and the next step starts at 667; VGen's own code marks that clamp as inaccurate) and after the last (0).
+    """
+    stride = n // steps
+    return [max(int(t) - stride, 0) for t in timesteps]
 
 
 def sample_ddim(
@@ -138,11 +157,13 @@ def sample_ddim(
     generator: Optional[torch.Generator] = None,
     noise_sampler: Optional[NoiseSampler] = None,
     callback: Optional[Callback] = None,
+    previous: Optional[Sequence[int]] = None,
 ) -> torch.Tensor:
     """DDIM from ``x`` at ``timesteps[0]`` down to a clean sample.
 
-    The previous timestep of each step is the next entry of ``timesteps``. After the last one, ``final_alpha``
-    decides the target: ``"first"`` (default) uses ``abar[0]`` as the original VGen / ModelScope code does
+    The previous timestep of each step is the next entry of ``timesteps``, or ``previous[i]`` when given (the
+    original's ``t - stride``, :func:`original_ddim_previous`). After the last one, ``final_alpha`` decides the
+    target: ``"first"`` (default) uses ``abar[0]`` as the original VGen / ModelScope code does
     (``alphas_cumprod[(t - stride).clamp(0)]``); ``"one"`` uses 1.0 like diffusers' ``set_alpha_to_one=True``.
     """
     if final_alpha not in ("first", "one"):
@@ -153,7 +174,10 @@ def sample_ddim(
     draw = _gaussian(generator)
     for i, t in enumerate(ts):
         a_t = table[t]
-        a_prev = table[ts[i + 1]] if i + 1 < len(ts) else last
+        if i + 1 == len(ts):
+            a_prev = last
+        else:
+            a_prev = table[int(previous[i]) if previous is not None else ts[i + 1]]
         out = model_fn(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
         x0, eps = _to_x0_eps(x, out, a_t, prediction)
         std = eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev)) if eta else 0.0
@@ -341,16 +365,17 @@ def sample(
 ) -> torch.Tensor:
     """Sample from the VP sample ``x`` (pure noise, or an SDEdit start at ``t_max``) with one of :data:`METHODS`.
 
-    ``ddim`` runs the full leading-spacing schedule (``t_max`` must be None). ``dpmpp_2m_sde`` / ``heun`` use the
-    trailing discretisation from ``t_max`` (default ``n - 2``) to 0 and start, like the MS-Vid2Vid-XL reference,
-    from ``x * sigmas[0]``. ``eta`` defaults to 0 for DDIM and 1 for DPM-Solver++ SDE.
+    ``ddim`` runs the original's full schedule (``original`` spacing of :func:`ddim_timesteps`; ``t_max`` must be
+    None). ``dpmpp_2m_sde`` / ``heun`` use the trailing discretisation from ``t_max`` (default ``n - 2``) to 0 and
+    start, like the MS-Vid2Vid-XL reference, from ``x * sigmas[0]``. ``eta`` defaults to 0 for DDIM and 1 for DPM-Solver++ SDE.
     """
     if method == "ddim":
         if t_max is not None:
             raise ValueError("DDIM sampling here always starts from pure noise; use dpmpp_2m_sde or heun for SDEdit")
-        timesteps = ddim_timesteps(steps, abar.shape[0])
+        timesteps = ddim_timesteps(steps, abar.shape[0], spacing="original")
         return sample_ddim(model_fn, x, abar, timesteps, eta=eta or 0.0, final_alpha=final_alpha,
-                           generator=generator, noise_sampler=noise_sampler, callback=callback)
+                           generator=generator, noise_sampler=noise_sampler, callback=callback,
+                           previous=original_ddim_previous(timesteps, steps, abar.shape[0]))
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; expected one of {', '.join(METHODS)}")
     t_max = abar.shape[0] - 2 if t_max is None else t_max

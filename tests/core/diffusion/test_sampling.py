@@ -238,6 +238,44 @@ def test_ddim_with_cfg_matches_vgen_modelscope_loop(i2v_diffusion, schedule, eta
     assert diff <= 1e-6
 
 
+@pytest.mark.parametrize("schedule", ["cosine_zero_snr", "linear_sd"])
+@pytest.mark.parametrize("steps", [3, 7, 30, 50])
+def test_ddim_follows_the_original_loop_at_any_step_count(i2v_diffusion, steps, schedule):
+    """sample(method="ddim") visits the original loop's timesteps and targets for step counts that do not divide
+    1000 too (30: 31 timesteps from 991; 3: 999, 667, 334, 1, where 999 moves to 666 as the original's clamp does).
+    At t = 999 on I2VGen-XL's zero-terminal-SNR schedule the original divides by sqrt(1 - abar) / sqrt(abar) = inf
+    and returns NaN; ours takes eps from v directly and stays finite."""
+    noise, cond, uncond = _fields()
+    abar = alphas_cumprod(schedule)
+    betas = 1 - torch.cat([abar[:1], abar[1:] / abar[:-1]])
+    ref_diffusion = i2v_diffusion.GaussianDiffusion(betas, mean_type="v", var_type="fixed_small")
+    seen, ref_seen = [], []
+
+    def recorded(into):
+        def model(x, t, y):
+            into.append(int(t[0]))
+            return toy_v(x, t, y)
+        return model
+
+    ref = ref_diffusion.ddim_sample_loop(noise.clone(), recorded(ref_seen), [{"y": cond}, {"y": uncond}],
+                                         guide_scale=9.0, ddim_timesteps=steps, eta=0.0)
+
+    def guided(x, t):
+        return K.cfg_combine(recorded(seen)(x, t, uncond), toy_v(x, t, cond), 9.0)
+
+    ours = K.sample(guided, noise.clone(), abar, method="ddim", steps=steps)
+    stride = 1000 // steps
+    assert seen == ref_seen[::2] == (1 + torch.arange(0, 1000, stride)).clamp(0, 999).flip(0).tolist()
+    diff = (ours - ref).abs().max().item()
+    print(f"DDIM at {steps} steps ({len(seen)} timesteps from {seen[0]}), {schedule}, vs the original loop: "
+          f"max diff {diff:.3g}")
+    assert torch.isfinite(ours).all()
+    if seen[0] == 999 and abar[999] == 0:
+        assert torch.isnan(ref).all()
+    else:
+        assert diff <= 1e-6
+
+
 def test_ddim_final_alpha_conventions_differ_only_in_last_step():
     noise, cond, _ = _fields()
     abar = alphas_cumprod("cosine_zero_snr")

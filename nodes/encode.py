@@ -7,6 +7,7 @@ import torch
 
 from ..i2vgen_core.video import preprocess as pre
 from ..i2vgen_core.video.frames import image_latent_frame
+from ..i2vgen_core.video.posterior import POSTERIORS, check_posterior, posterior_sample
 from ..i2vgen_core.weights.catalog import download_hint, files_for
 from ..i2vgen_core.sizes import VAE_SCALE, pixel_size_error
 from ..i2vgen_core.text import open_clip_ids
@@ -126,6 +127,28 @@ class I2VGenXLSemanticEncode:
         return (out,)
 
 
+def vae_encode_with_moments(vae, pixels: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """ComfyUI's ``VAE.encode`` of `pixels` and the posterior moments (mean, log-variance) it computed on the way,
+    read from its Gaussian regulariser's input, so the encode keeps ComfyUI's device, dtype and batching."""
+    regularizer = getattr(getattr(vae, "first_stage_model", None), "regularization", None)
+    if not isinstance(regularizer, torch.nn.Module):
+        raise ValueError(f"{what}: posterior 'sample' needs the VAE's posterior, and this VAE "
+                         f"({type(getattr(vae, 'first_stage_model', vae)).__name__}) has no Gaussian regulariser to "
+                         f"read it from; use the SD2.1 VAE, or set posterior to 'mean'.")
+    seen: list[torch.Tensor] = []
+    handle = regularizer.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    try:
+        latent = vae.encode(pixels)
+    finally:
+        handle.remove()
+    if (len(seen) != 1 or seen[0].ndim != 4 or seen[0].shape[1] != 2 * latent.shape[1]
+            or tuple(seen[0].shape[-2:]) != tuple(latent.shape[-2:])):
+        raise ValueError(f"{what}: posterior 'sample' needs the VAE's posterior in one piece, but ComfyUI encoded "
+                         f"the image in {len(seen)} part(s) (tiled, for lack of memory?); set posterior to 'mean' "
+                         f"(the posterior's expectation; ComfyUI's own VAE Encode) or free memory.")
+    return latent, seen[0]
+
+
 class I2VGenXLDetailEncode:
     """VAE latent of the conditioning image (the UNet's image-latent branch)."""
 
@@ -137,6 +160,17 @@ class I2VGenXLDetailEncode:
                 "image": ("IMAGE", {"tooltip": "The conditioning image (one image)."}),
                 **_size_inputs(1280, 704),
             },
+            "optional": {
+                "posterior": (list(POSTERIORS), {
+                    "default": "sample",
+                    "tooltip": "sample: one draw from the VAE's posterior, as the original I2VGen-XL does "
+                               "(mean + std * noise, from the seed below). mean: the posterior's mean, what "
+                               "ComfyUI's VAE Encode returns. A trained SD2.1 VAE's posterior is narrow, so the two "
+                               "differ little."}),
+                "seed": ("INT", {"default": 8888, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                                 "tooltip": "Seed of the posterior draw (used with posterior 'sample'); 8888 is "
+                                            "the original's seed."}),
+            },
         }
 
     RETURN_TYPES = ("LATENT",)
@@ -145,22 +179,31 @@ class I2VGenXLDetailEncode:
     CATEGORY = CATEGORY_CONDITIONING
     DESCRIPTION = ("Box-filter resizes the image to cover width x height, centre-crops it (the original "
                    "CenterCropWide) and VAE-encodes it. Connect to I2VGen-XL Conditioning as image_latent; width "
-                   "and height must equal the video size. (ComfyUI's VAE uses the posterior mean; the original "
-                   "sampled it.)")
+                   "and height must equal the video size. Like the original it takes one draw from the VAE's "
+                   "posterior (seeded here); posterior 'mean' gives what ComfyUI's VAE Encode gives.")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None):
+    def VALIDATE_INPUTS(cls, width=None, height=None, posterior=None):
+        if posterior is not None and posterior not in POSTERIORS:
+            return f"posterior must be one of {', '.join(POSTERIORS)}, got {posterior!r}"
         return pixel_size_error(width, height) or True
 
-    def encode(self, vae, image, width: int, height: int):
-        check_pixel_size("I2VGen-XL Detail Encode", width, height)
-        img = single_image(image, "I2VGen-XL Detail Encode")
+    def encode(self, vae, image, width: int, height: int, posterior: str = "sample", seed: int = 8888):
+        what = "I2VGen-XL Detail Encode"
+        check_pixel_size(what, width, height)
+        check_posterior(posterior)
+        img = single_image(image, what)
         pixels = pre.cover_resize_box(img, int(width), int(height), quantize=True)
-        latent = vae.encode(pixels)
+        if posterior == "sample":
+            latent, moments = vae_encode_with_moments(vae, pixels, what)
+        else:
+            latent = vae.encode(pixels)
         if latent.ndim != 4 or latent.shape[1] != 4:
-            raise ValueError(f"I2VGen-XL Detail Encode: the VAE returned a latent of shape {tuple(latent.shape)}; "
+            raise ValueError(f"{what}: the VAE returned a latent of shape {tuple(latent.shape)}; "
                              f"I2VGen-XL needs the 4-channel SD2.1 image VAE; to get it: "
                              f"{download_hint(files_for('vae')[0])}")
+        if posterior == "sample":
+            latent = posterior_sample(moments, seed)
         return ({"samples": latent.to(intermediate_device())},)
 
 

@@ -84,7 +84,8 @@ class I2VGenXLExtend:
             "handoff": (list(HANDOFFS), {"default": "latent", "tooltip":
                                          "Image latent of the conditioning frame: latent = the video's last latent "
                                          "frame itself (no VAE round trip; only that frame is decoded, for CLIP); "
-                                         "pixels = decode and re-encode it like a new input image."}),
+                                         "pixels = decode and re-encode it like a new input image (I2VGen-XL "
+                                         "Detail Encode: one posterior draw, from this node's seed)."}),
         }
         optional = {
             "square_size": ("INT", {"default": pre.I2VGEN_CLIP_SQUARE, "min": 224, "max": MAX_RESOLUTION, "step": 8,
@@ -113,7 +114,7 @@ class I2VGenXLExtend:
         if handoff == "latent":
             image_latent = {"samples": last.clone()}
         else:
-            (image_latent,) = I2VGenXLDetailEncode().encode(vae, frame, width, height)
+            (image_latent,) = I2VGenXLDetailEncode().encode(vae, frame, width, height, "sample", seed)
         conditioned = I2VGenXLConditioning().condition(width, height, int(length), int(fps), 1, positive=positive,
                                                        negative=negative, clip_vision_output=clip_out,
                                                        image_latent=image_latent)

@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--prompt", help="text for the CLIPTextEncode nodes titled '... prompt' (refiner prompts keep "
                                      "their quality suffix)")
     ap.add_argument("--negative", help="text for the CLIPTextEncode nodes titled '... negative prompt'")
-    ap.add_argument("--seed", type=int, help="seed for every sampler")
+    ap.add_argument("--seed", type=int, help="seed of every node that has one (the samplers, Detail Encode's posterior draw)")
     ap.add_argument("--set", action="append", default=[], metavar="ID.INPUT=VALUE", help="override any input")
     ap.add_argument("--smoke", action="store_true",
                     help="shrink the run (1/10 size, 1/8 frames, 2 steps) to check a setup, e.g. on the demo weights")

@@ -56,16 +56,84 @@ def schedules_match_comfyui_equivalents():
 
 @check
 def ddim_uniform_gives_original_timesteps():
-    """ddim + ddim_uniform, 50 steps: timesteps 981, 961, ..., 1, then 0 (DDIM leading spacing, offset 1)."""
+    """ddim + ddim_uniform visits the original loop's timesteps (VGen / ModelScope: 1 + arange(0, 1000, 1000 //
+    steps)), then 0: 981, 961, ..., 1 at 50 steps, 31 timesteps from 991 at 30. Where 1000 // steps divides 999
+    (3, 9, 27, 37, ... steps) the original also visits 999, clamped; ComfyUI does not (reported)."""
     import comfy.samplers
+    from i2vgen_pkg.i2vgen_core.diffusion.samplers import ddim_timesteps
     from i2vgen_pkg.nodes.comfy_model import I2VGenModelSampling
 
     ms = I2VGenModelSampling("i2vgen_xl")
-    sigmas = comfy.samplers.calculate_sigmas(ms, "ddim_uniform", 50)
-    ts = [int(ms.timestep(s)) for s in sigmas[:-1]]
-    assert ts == list(range(981, 0, -20)), ts[:5]
-    assert float(sigmas[-1]) == 0.0 and len(sigmas) == 51
-    return {"first": ts[:3], "last": ts[-3:]}
+    figures = {}
+    for steps in (3, 7, 10, 25, 30, 50):
+        sigmas = comfy.samplers.calculate_sigmas(ms, "ddim_uniform", steps)
+        ts = [int(ms.timestep(s)) for s in sigmas[:-1]]
+        original = ddim_timesteps(steps, spacing="original").tolist()
+        assert float(sigmas[-1]) == 0.0, sigmas[-1]
+        if original[0] == 999:
+            assert ts == original[1:], (steps, ts, original)
+            figures[steps] = {"comfyui": len(ts), "original": len(original), "original_only": [999]}
+        else:
+            assert ts == original, (steps, ts[:5], original[:5])
+            figures[steps] = {"timesteps": len(ts), "first": ts[0]}
+    assert figures[50] == {"timesteps": 50, "first": 981} and figures[30] == {"timesteps": 31, "first": 991}
+    return figures
+
+
+@check
+def detail_encode_draws_from_the_vae_posterior():
+    """I2VGen-XL Detail Encode, posterior 'sample' (the default, seed 8888): mean + std * noise from the VAE's own
+    encoder and quant_conv, the noise from the seed (the same seed gives the same latent, another seed another);
+    'mean' gives ComfyUI's VAE Encode; a VAE without a Gaussian posterior is refused with what to do."""
+    import tempfile
+    import torch
+    import comfy.sd
+    import comfy.utils
+    from i2vgen_pkg.i2vgen_core.video import preprocess as pre
+    from i2vgen_pkg.i2vgen_core.weights import demo
+    from i2vgen_pkg.nodes.encode import I2VGenXLDetailEncode
+
+    hub = next(f for f in demo.DEMO_FILES if f.kind == "vae_sd21")
+    with tempfile.TemporaryDirectory() as tmp:
+        demo.write_demo_file(Path(tmp), hub)
+        vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(Path(tmp) / hub.folder / hub.name)))
+    g = torch.Generator().manual_seed(3)
+    image = torch.randint(0, 256, (1, 64, 96, 3), generator=g).float() / 255
+    node = I2VGenXLDetailEncode()
+
+    def encode(*args):
+        return node.encode(vae, image, 96, 64, *args)[0]["samples"]
+
+    mean, drawn, again, other, default = (encode("mean", 1), encode("sample", 1), encode("sample", 1),
+                                          encode("sample", 2), encode())
+    fsm = vae.first_stage_model
+    with torch.no_grad():
+        pixels = pre.cover_resize_box(image, 96, 64, quantize=True).movedim(-1, 1) * 2 - 1
+        moments = fsm.quant_conv(fsm.encoder(pixels.to(vae.device, vae.vae_dtype))).float().cpu()
+    ref_mean, logvar = moments.chunk(2, dim=1)
+    ref = ref_mean + torch.exp(0.5 * logvar.clamp(-30, 20)) * torch.randn(
+        ref_mean.shape, generator=torch.Generator().manual_seed(1))
+    figures = {"sample_vs_reference": _rel(drawn, ref), "mean_vs_reference": _rel(mean, ref_mean),
+               "mean_vs_vae_encode": _rel(mean, vae.encode(image)), "sample_vs_mean": _rel(drawn, mean),
+               "seed_1_vs_seed_2": _rel(drawn, other)}
+    assert torch.equal(drawn, again) and torch.equal(default, encode("sample", 8888)), figures
+    assert figures["sample_vs_reference"] < 1e-5 and figures["mean_vs_reference"] < 1e-5, figures
+    assert figures["mean_vs_vae_encode"] == 0.0 and figures["seed_1_vs_seed_2"] > 1e-3, figures
+
+    class GaussianFree:  # a VAE whose model has no regulariser to read the posterior from
+        first_stage_model = torch.nn.Identity()
+
+        def encode(self, pixels):
+            return torch.zeros(1, 4, 8, 12)
+
+    try:
+        I2VGenXLDetailEncode().encode(GaussianFree(), image, 96, 64, "sample", 1)
+        refused = ""
+    except ValueError as err:
+        refused = str(err)
+    assert "set posterior to 'mean'" in refused, refused
+    figures["refusal"] = refused
+    return figures
 
 
 @check

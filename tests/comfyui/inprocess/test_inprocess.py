@@ -13,6 +13,7 @@ SCRIPT = Path(__file__).resolve().parent / "inprocess_checks.py"
 CHECKS = (
     "schedules_match_comfyui_equivalents",
     "ddim_uniform_gives_original_timesteps",
+    "detail_encode_draws_from_the_vae_posterior",
     "refine_sigmas_start_at_strength",
     "guidance_rescale_matches_original_formula",
     "comfy_ddim_equals_core_ddim",

@@ -15,7 +15,8 @@ from check_runner import run_check_script, write_demo_unets
 pytestmark = pytest.mark.comfyui
 
 SCRIPT = Path(__file__).resolve().parent / "vgen_checks.py"
-CHECKS = ("schedule_equals_vgen", "sampler_node_equals_vgen_ddim_loop")
+CHECKS = ("schedule_equals_vgen", "sampler_node_equals_vgen_ddim_loop", "unet_equals_vgen_unet_full_size",
+          "detail_encode_and_video_decode_equal_vgen_autoencoder")
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def _vgen_registry():
 
     saved = {k: sys.modules.get(k) for k in ("utils", "utils.registry_class")}
     registry = types.ModuleType("utils.registry_class")
-    for name in ("DIFFUSION", "MODEL", "EMBEDDER", "AUTO_ENCODER", "INFER_ENGINE"):
+    for name in ("DIFFUSION", "MODEL", "EMBEDDER", "AUTO_ENCODER", "INFER_ENGINE", "DISTRIBUTION"):
         setattr(registry, name, Registry())
     package = types.ModuleType("utils")
     package.registry_class = registry
@@ -119,8 +119,8 @@ def schedule_equals_vgen():
 
 @check
 def sampler_node_equals_vgen_ddim_loop():
-    """I2VGen-XL Sampler (ddim, ddim_uniform, cfg 9) == VGen's ddim_sample_loop with the same noise, for 10 and 50
-    steps, but for the last step: VGen steps to alphas_cumprod[0], ComfyUI to 1 (a clean sample). The same loop
+    """I2VGen-XL Sampler (ddim, ddim_uniform, cfg 9) == VGen's ddim_sample_loop with the same noise, for 10, 30 and 50
+    steps (30 does not divide 1000: both visit 31 timesteps from 991), but for the last step: VGen steps to alphas_cumprod[0], ComfyUI to 1 (a clean sample). The same loop
     with VGen's last step replaced by 1 is equal within float tolerance; the figures say what the last step is worth.
     """
     import torch
@@ -135,7 +135,7 @@ def sampler_node_equals_vgen_ddim_loop():
     diffusion = vgen_diffusion()
     model, kwargs = vgen_call(mp.model.diffusion_model), vgen_model_kwargs(pos, neg)
     figures = {}
-    for steps in (10, 50):
+    for steps in (10, 30, 50):
         (node,) = I2VGenXLSampler().sample(mp, pos, neg, {"samples": latent}, seed, steps, scale)
         node = node["samples"] * 0.18215
         original = diffusion.ddim_sample_loop(noise=noise.clone(), model=model, model_kwargs=kwargs,
@@ -151,6 +151,141 @@ def sampler_node_equals_vgen_ddim_loop():
     # fp32 VE arithmetic (ComfyUI) vs VP (VGen): the random tiny UNet at cfg 9 amplifies rounding over 50 steps
     assert figures[10]["node_vs_vgen_last_step_to_1"] < 1e-4, figures
     assert all(f["node_vs_vgen_last_step_to_1"] < 5e-3 for f in figures.values()), figures
+    return figures
+
+
+@contextmanager
+def _vgen_unet_imports():
+    """Stand-ins, for the time of an import and a forward, for what VGen's UNet files import but I2VGen-XL's forward
+    does not use on this path, or uses only through a CUDA-only library: xformers' attention (computed here with
+    PyTorch's scaled_dot_product_attention, the same softmax(q k^T / sqrt(d)) v), rotary_embedding_torch (built only
+    without the temporal transformer; fails if used), fairscale's checkpoint wrapper (identity: it only saves memory
+    in training), open_clip (the embedders in the same file; not built here) and ``.cuda()`` on the frame-position
+    mask (a no-op on CPU)."""
+    import torch
+
+    def memory_efficient_attention(q, k, v, attn_bias=None, op=None):
+        if attn_bias is not None:
+            raise NotImplementedError("attn_bias is not used by I2VGen-XL's spatial or temporal transformers")
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    class RotaryEmbedding(torch.nn.Module):
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("VGen built the rotary embedding: the temporal transformer is off")
+
+    xformers = types.ModuleType("xformers")
+    xformers.ops = types.ModuleType("xformers.ops")
+    xformers.ops.memory_efficient_attention = memory_efficient_attention
+    rotary = types.ModuleType("rotary_embedding_torch")
+    rotary.RotaryEmbedding = RotaryEmbedding
+    fairscale = types.ModuleType("fairscale")
+    fairscale.nn = types.ModuleType("fairscale.nn")
+    fairscale.nn.checkpoint = types.ModuleType("fairscale.nn.checkpoint")
+    fairscale.nn.checkpoint.checkpoint_wrapper = lambda module, *args, **kwargs: module
+    stubs = {"xformers": xformers, "xformers.ops": xformers.ops, "rotary_embedding_torch": rotary,
+             "fairscale": fairscale, "fairscale.nn": fairscale.nn, "fairscale.nn.checkpoint": fairscale.nn.checkpoint,
+             "open_clip": types.ModuleType("open_clip")}
+    saved = {k: sys.modules.get(k) for k in stubs}
+    cuda = torch.Tensor.cuda
+    sys.modules.update(stubs)
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = cuda
+        for key, module in saved.items():
+            if module is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = module
+
+
+# configs/i2vgen_xl_train.yaml's UNet merged over tools/modules/config.py's, as VGen's Config merges them
+VGEN_UNET = dict(in_dim=4, dim=320, y_dim=1024, upper_len=128, context_dim=1024, concat_dim=4, out_dim=4,
+                 dim_mult=[1, 2, 4, 4], num_heads=8, default_fps=8, head_dim=64, num_res_blocks=2,
+                 attn_scales=[1 / 1, 1 / 2, 1 / 4], dropout=0.1, temporal_attention=True, temporal_attn_times=1,
+                 use_checkpoint=True, use_fps_condition=False, use_sim_mask=False)
+
+
+@check
+def unet_equals_vgen_unet_full_size():
+    """VGen's own ``UNetSD_I2VGen`` at full size (1.42 B parameters, random weights; the layers VGen initialises to
+    zero drawn at random too) against the pack's UNet loaded from VGen's state dict by the pack's loader: the
+    conditional and the unconditional call of one CFG step, 2 frames at a 16x16 latent, fp32."""
+    import torch
+    from i2vgen_pkg.i2vgen_core import load_unet
+
+    with _vgen_unet_imports():
+        module = vgen_module("tools/modules/unet", ("util", "unet_i2vgen"))
+        torch.manual_seed(0)
+        vgen = module.UNetSD_I2VGen(**VGEN_UNET).eval().requires_grad_(False)
+        for p in vgen.parameters():
+            if not p.any():
+                p.normal_(0, 0.02)
+        ours = load_unet(vgen.state_dict()).eval().requires_grad_(False)
+        params = sum(p.numel() for p in vgen.parameters())
+        assert params == sum(p.numel() for p in ours.parameters()), "parameter counts differ"
+        g = torch.Generator().manual_seed(1)
+        b, f, h, w = 1, 2, 16, 16
+        x = torch.randn(b, 4, f, h, w, generator=g)
+        kwargs = {"y": torch.randn(b, 77, 1024, generator=g), "image": torch.randn(b, 1, 1024, generator=g),
+                  "local_image": torch.randn(b, 4, 1, h, w, generator=g).repeat(1, 1, f, 1, 1),
+                  "fps": torch.tensor([16])}
+        figures = {"parameters": params, "variant": ours.variant}
+        with torch.no_grad():
+            for branch, extra in (("cond", {}), ("uncond", {"image": torch.zeros(b, 1, 1024)})):
+                call = {**kwargs, **extra}
+                for t in (981, 1):
+                    ts = torch.tensor([t])
+                    ref = vgen(x, ts, **call)
+                    out = vgen_call(ours)(x, ts, **call)
+                    figures[f"{branch}_t{t}"] = _rel(out, ref)
+    assert ours.variant == "i2vgen_xl", figures
+    assert all(v < 1e-4 for k, v in figures.items() if k.startswith(("cond", "uncond"))), figures
+    return figures
+
+
+@check
+def detail_encode_and_video_decode_equal_vgen_autoencoder():
+    """VGen's own ``AutoencoderKL`` (``tools/modules/config.py``'s SD2.1 configuration, random weights) against
+    ComfyUI's VAE built from its state dict, through the pack's nodes: I2VGen-XL Detail Encode with posterior 'sample'
+    and seed s == VGen's ``encode_firsr_stage`` after ``torch.manual_seed(s)`` (the same draw: VGen's global-RNG
+    ``torch.randn`` and the node's seeded generator give the same noise); posterior 'mean' == the posterior mean;
+    I2VGen-XL Video Decode == VGen's ``decode`` mapped to [0, 1] as its video writer does. 96x64 pixels, 3 frames."""
+    import torch
+    import comfy.sd
+    from i2vgen_pkg.i2vgen_core.video import preprocess as pre
+    from i2vgen_pkg.nodes.encode import I2VGenXLDetailEncode
+    from i2vgen_pkg.nodes.video import I2VGenXLVideoDecode
+
+    module = vgen_module("tools/modules", ("autoencoder",))
+    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0,
+                "video_kernel_size": [3, 1, 1]}
+    torch.manual_seed(0)
+    vgen = module.AutoencoderKL(ddconfig=ddconfig, embed_dim=4).eval().requires_grad_(False)
+    vae = comfy.sd.VAE(sd={k: v.clone() for k, v in vgen.state_dict().items()})
+    w, h, seed = 96, 64, 8888
+    g = torch.Generator().manual_seed(2)
+    image = torch.randint(0, 256, (1, h, w, 3), generator=g).float() / 255
+    pixels = pre.cover_resize_box(image, w, h, quantize=True)  # what the node encodes (equal to `image` here)
+    x = pixels.movedim(-1, 1) * 2 - 1  # VGen's train_trans: ToTensor, Normalize(0.5, 0.5)
+    figures = {}
+    with torch.no_grad():
+        torch.manual_seed(seed)
+        ref = vgen.encode_firsr_stage(x, 1.0)
+        mean = vgen.encode(x).mean
+        (sampled,) = I2VGenXLDetailEncode().encode(vae, image, w, h, "sample", seed)
+        (node_mean,) = I2VGenXLDetailEncode().encode(vae, image, w, h, "mean", seed)
+        figures["sample"] = _rel(sampled["samples"], ref)
+        figures["mean"] = _rel(node_mean["samples"], mean)
+        figures["sample_vs_mean"] = _rel(ref, mean)
+        z = torch.randn(1, 4, 3, h // 8, w // 8, generator=g)
+        frames, _fps = I2VGenXLVideoDecode().decode(vae, {"samples": z}, 2, False, 512, False, 8.0)
+        ref_frames = ((vgen.decode(z[0].movedim(1, 0)).clamp(-1, 1) + 1) / 2).movedim(1, -1)
+        figures["decode"] = _rel(frames, ref_frames)
+    assert figures["sample"] < 1e-4 and figures["mean"] < 1e-4 and figures["decode"] < 1e-4, figures
+    assert figures["sample_vs_mean"] > 1e-3, figures  # the draw is really there
     return figures
 
 

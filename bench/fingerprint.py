@@ -86,30 +86,19 @@ def fingerprints() -> dict[str, str]:
     """Every covered output's digest, by name."""
     import torch  # noqa: PLC0415
 
-    from i2vgen_core import build_unet, export_state_dict, load_unet, tiny_config  # noqa: PLC0415
+    from i2vgen_core import export_state_dict, load_unet  # noqa: PLC0415
 
     torch.use_deterministic_algorithms(True)
     out: dict[str, str] = {}
 
-    def unet_for(variant: str, seed: int = 0):
-        torch.manual_seed(seed)
-        unet = build_unet(tiny_config(variant)).eval().requires_grad_(False)
-        for p in unet.parameters():
-            p.normal_(0, 0.05)
-        return unet
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+    from helpers import inputs_for, random_unet  # noqa: PLC0415 - the tests' tiny models, on the chosen core
 
-    def inputs(unet, batch=2, frames=3, h=10, w=16, seed=1):
-        g = torch.Generator().manual_seed(seed)
-        c, kw = unet.config, {}
-        if c.use_text:
-            kw["text"] = torch.randn(batch, 77, c.context_dim, generator=g)
-        if c.use_image_embedding:
-            kw["image_embedding"] = torch.randn(batch, c.image_embedding_dim, generator=g)
-        if c.use_image_latent:
-            kw["image_latent"] = torch.randn(batch, 4, h, w, generator=g)
-        if c.use_fps:
-            kw["fps"] = torch.full((batch,), 16)
-        return torch.randn(batch, 4, frames, h, w, generator=g), torch.linspace(999, 1, batch).round(), kw
+    def unet_for(variant: str, seed: int = 0):
+        return random_unet(variant, seed)
+
+    def inputs(unet):
+        return inputs_for(unet, batch=2, frames=3, h=10, w=16, seed=1)
 
     variants = ("i2vgen_xl", "ms_image2video", "ms_vid2vid_xl")
     with torch.no_grad():

@@ -13,7 +13,6 @@ that changes from run to run while the pictures do not.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess

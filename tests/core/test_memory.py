@@ -4,7 +4,6 @@ estimate is within 2 % of every GPU measurement in bench/measured."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 

@@ -55,6 +55,21 @@ MODELSCOPE_DEFAULT_FPS = 8
 
 
 @contextlib.contextmanager
+def modules_replaced(stubs: dict[str, types.ModuleType]) -> Iterator[None]:
+    """`stubs` in ``sys.modules`` inside the block; afterwards each name is back to what it was (or absent)."""
+    saved = {name: sys.modules.get(name) for name in stubs}
+    sys.modules.update(stubs)
+    try:
+        yield
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+
+
+@contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Run torch on one CPU thread inside the block, restoring the previous count after.
 
@@ -256,8 +271,8 @@ def modelscope_unet_file(kind: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _stub_modules() -> dict[str, types.ModuleType]:
-    """Stand-ins for the packages the ModelScope UNet files import but the test environment lacks."""
+def gpu_import_stubs() -> dict[str, types.ModuleType]:
+    """Stand-ins for the packages the ModelScope (and VGen) UNet files import but a CPU environment lacks."""
 
     def memory_efficient_attention(q, k, v, attn_bias=None, op=None):
         # xformers semantics on [B, N, D]: softmax(q k^T / sqrt(D)) v
@@ -310,19 +325,10 @@ def load_modelscope_unet_module(kind: str, float64: bool = False) -> types.Modul
     path = modelscope_unet_file(kind)
     if path is None:
         raise FileNotFoundError(f"modelscope's {MODELSCOPE_UNET_FILES[kind][1]} is not installed")
-    stubs = _stub_modules()
-    saved = {name: sys.modules.get(name) for name in stubs}
     spec = importlib.util.spec_from_file_location(f"_parity_reference_modelscope_{kind}", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules.update(stubs)
-    try:
+    with modules_replaced(gpu_import_stubs()):
         spec.loader.exec_module(module)
-    finally:
-        for name, previous in saved.items():
-            if previous is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = previous
     if kind == "image2video":
         module.cfg = types.SimpleNamespace(default_fps=MODELSCOPE_DEFAULT_FPS)
     if float64:

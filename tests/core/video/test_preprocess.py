@@ -3,21 +3,14 @@ refiner's layers; grey-frame check and frame resampling."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+import reference_models as rm  # tests/support/ is on sys.path via conftest
 from i2vgen_core import sizes
-
-from i2vgen_core.video import frames
-
-from i2vgen_core.video import postprocess
+from i2vgen_core.video import frames, postprocess
 from i2vgen_core.video import preprocess as P
 
 Image = pytest.importorskip("PIL.Image")
@@ -113,36 +106,11 @@ def test_clip_normalize_constants():
 
 
 def _modelscope_v2v_module():
-    """Import ModelScope's unet_v2v.py with its GPU-only imports stubbed (only Downsample/Upsample are used)."""
-    spec = importlib.util.find_spec("modelscope")
-    if spec is None or spec.origin is None:
-        pytest.skip("modelscope is not installed")
-    path = Path(spec.origin).parent / "models/multi_modal/video_to_video/modules/unet_v2v.py"
-    if not path.exists():
-        pytest.skip("modelscope's unet_v2v.py not found")
-    stubs = {}
-    for name in ("xformers", "xformers.ops", "fairscale", "fairscale.nn", "fairscale.nn.checkpoint",
-                 "rotary_embedding_torch"):
-        if name not in sys.modules:
-            mod = types.ModuleType(name)
-            mod.checkpoint_wrapper = lambda m, *a, **k: m
-            mod.RotaryEmbedding = object
-            stubs[name] = mod
-    saved = {k: sys.modules.get(k) for k in stubs}
-    sys.modules.update(stubs)
+    """ModelScope's unet_v2v.py, executed with its GPU-only imports stubbed (only Downsample/Upsample are used)."""
     try:
-        mspec = importlib.util.spec_from_file_location("_ms_unet_v2v_for_test", path)
-        module = importlib.util.module_from_spec(mspec)
-        mspec.loader.exec_module(module)
-    except Exception as exc:  # pragma: no cover - depends on the installed modelscope
-        pytest.skip(f"cannot import modelscope unet_v2v: {exc}")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-    return module
+        return rm.load_modelscope_unet_module("vid2vid")
+    except FileNotFoundError:
+        pytest.skip("modelscope's unet_v2v.py is not installed")
 
 
 def _v2v_roundtrip_ok(module, h: int, w: int) -> bool:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "support"))  # reference_models: stubs, modules_replaced
 from inprocess_checks import _rel, conds, run_checks, selected, setup, tiny_patcher  # noqa: E402
 
 CHECKS = []
@@ -36,21 +37,15 @@ def _vgen_registry():
 
         register_function = register_class
 
-    saved = {k: sys.modules.get(k) for k in ("utils", "utils.registry_class")}
+    from reference_models import modules_replaced
+
     registry = types.ModuleType("utils.registry_class")
     for name in ("DIFFUSION", "MODEL", "EMBEDDER", "AUTO_ENCODER", "INFER_ENGINE", "DISTRIBUTION"):
         setattr(registry, name, Registry())
     package = types.ModuleType("utils")
     package.registry_class = registry
-    sys.modules.update({"utils": package, "utils.registry_class": registry})
-    try:
+    with modules_replaced({"utils": package, "utils.registry_class": registry}):
         yield
-    finally:
-        for key, module in saved.items():
-            if module is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = module
 
 
 def vgen_module(folder: str, names: tuple[str, ...]):
@@ -157,47 +152,28 @@ def sampler_node_equals_vgen_ddim_loop():
 @contextmanager
 def _vgen_unet_imports():
     """Stand-ins, for the time of an import and a forward, for what VGen's UNet files import but I2VGen-XL's forward
-    does not use on this path, or uses only through a CUDA-only library: xformers' attention (computed here with
-    PyTorch's scaled_dot_product_attention, the same softmax(q k^T / sqrt(d)) v), rotary_embedding_torch (built only
-    without the temporal transformer; fails if used), fairscale's checkpoint wrapper (identity: it only saves memory
-    in training), open_clip (the embedders in the same file; not built here) and ``.cuda()`` on the frame-position
-    mask (a no-op on CPU)."""
+    does not use on this path, or uses only through a CUDA-only library: the GPU-only imports the ModelScope parity
+    tests stub too (xformers' attention computed with PyTorch's scaled_dot_product_attention, the same
+    softmax(q k^T / sqrt(d)) v; fairscale's checkpoint wrapper as the identity: it only saves memory in training),
+    here with a rotary embedding that fails if built (VGen builds it only without its temporal transformer), open_clip
+    (the embedders in the same file; not built here) and ``.cuda()`` on the frame-position mask (a no-op on CPU)."""
     import torch
-
-    def memory_efficient_attention(q, k, v, attn_bias=None, op=None):
-        if attn_bias is not None:
-            raise NotImplementedError("attn_bias is not used by I2VGen-XL's spatial or temporal transformers")
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    from reference_models import gpu_import_stubs, modules_replaced
 
     class RotaryEmbedding(torch.nn.Module):
         def __init__(self, *args, **kwargs):
             raise AssertionError("VGen built the rotary embedding: the temporal transformer is off")
 
-    xformers = types.ModuleType("xformers")
-    xformers.ops = types.ModuleType("xformers.ops")
-    xformers.ops.memory_efficient_attention = memory_efficient_attention
     rotary = types.ModuleType("rotary_embedding_torch")
     rotary.RotaryEmbedding = RotaryEmbedding
-    fairscale = types.ModuleType("fairscale")
-    fairscale.nn = types.ModuleType("fairscale.nn")
-    fairscale.nn.checkpoint = types.ModuleType("fairscale.nn.checkpoint")
-    fairscale.nn.checkpoint.checkpoint_wrapper = lambda module, *args, **kwargs: module
-    stubs = {"xformers": xformers, "xformers.ops": xformers.ops, "rotary_embedding_torch": rotary,
-             "fairscale": fairscale, "fairscale.nn": fairscale.nn, "fairscale.nn.checkpoint": fairscale.nn.checkpoint,
-             "open_clip": types.ModuleType("open_clip")}
-    saved = {k: sys.modules.get(k) for k in stubs}
+    stubs = {**gpu_import_stubs(), "rotary_embedding_torch": rotary, "open_clip": types.ModuleType("open_clip")}
     cuda = torch.Tensor.cuda
-    sys.modules.update(stubs)
     torch.Tensor.cuda = lambda self, *args, **kwargs: self
     try:
-        yield
+        with modules_replaced(stubs):
+            yield
     finally:
         torch.Tensor.cuda = cuda
-        for key, module in saved.items():
-            if module is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = module
 
 
 # configs/i2vgen_xl_train.yaml's UNet merged over tools/modules/config.py's, as VGen's Config merges them

@@ -172,18 +172,17 @@ def sample_ddim(
     table = abar.detach().to("cpu", torch.float64).tolist()
     last = 1.0 if final_alpha == "one" else table[0]
     draw = _gaussian(generator)
+    targets = [int(p) for p in previous] if previous is not None else ts[1:]
     for i, t in enumerate(ts):
         a_t = table[t]
-        if i + 1 == len(ts):
-            a_prev = last
-        else:
-            a_prev = table[int(previous[i]) if previous is not None else ts[i + 1]]
+        t_prev = targets[i] if i + 1 < len(ts) else -1  # -1: past the last timestep, to `final_alpha`
+        a_prev = table[t_prev] if t_prev >= 0 else last
         out = model_fn(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
         x0, eps = _to_x0_eps(x, out, a_t, prediction)
         std = eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev)) if eta else 0.0
         x = a_prev**0.5 * x0 + max(1.0 - a_prev - std**2, 0.0) ** 0.5 * eps
         if std:
-            x = x + std * (noise_sampler(t, ts[i + 1] if i + 1 < len(ts) else -1) if noise_sampler else draw(x))
+            x = x + std * (noise_sampler(t, t_prev) if noise_sampler else draw(x))
         if callback is not None:
             callback(i, len(ts), x0)
     return x

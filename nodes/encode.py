@@ -7,7 +7,7 @@ import torch
 
 from ..i2vgen_core.video import preprocess as pre
 from ..i2vgen_core.video.frames import image_latent_frame
-from ..i2vgen_core.video.posterior import POSTERIORS, check_posterior, posterior_sample
+from ..i2vgen_core.video.posterior import POSTERIORS, check_posterior, posterior_error, posterior_sample
 from ..i2vgen_core.weights.catalog import download_hint, files_for
 from ..i2vgen_core.sizes import VAE_SCALE, pixel_size_error
 from ..i2vgen_core.text import open_clip_ids
@@ -184,9 +184,7 @@ class I2VGenXLDetailEncode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None, posterior=None):
-        if posterior is not None and posterior not in POSTERIORS:
-            return f"posterior must be one of {', '.join(POSTERIORS)}, got {posterior!r}"
-        return pixel_size_error(width, height) or True
+        return (posterior is not None and posterior_error(posterior)) or pixel_size_error(width, height) or True
 
     def encode(self, vae, image, width: int, height: int, posterior: str = "sample", seed: int = 8888):
         what = "I2VGen-XL Detail Encode"

@@ -22,8 +22,16 @@ def posterior_sample(moments: torch.Tensor, seed: int) -> torch.Tensor:
     return mean + std * noise.to(mean.device)
 
 
-def check_posterior(posterior: str) -> str:
-    """The posterior choice, or a ValueError naming the choices."""
+def posterior_error(posterior: str) -> str | None:
+    """Why `posterior` is not a choice (naming the choices), or None when it is one."""
     if posterior not in POSTERIORS:
-        raise ValueError(f"posterior must be one of {', '.join(POSTERIORS)}, got {posterior!r}")
+        return f"posterior must be one of {', '.join(POSTERIORS)}, got {posterior!r}"
+    return None
+
+
+def check_posterior(posterior: str) -> str:
+    """The posterior choice, or a ValueError with :func:`posterior_error`'s sentence."""
+    problem = posterior_error(posterior)
+    if problem:
+        raise ValueError(problem)
     return posterior

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
         prog="python -m i2vgen_core convert",
-        description=" ".join(__doc__.split("\n\n")[0].split()))
+        description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="checkpoint file (.pth/.ckpt/.bin/.safetensors) or diffusers unet folder")
     parser.add_argument("dst", help="output .safetensors file")
     parser.add_argument("--dtype", choices=sorted(CAST_NAMES), default=None, help="cast weights (default: keep)")

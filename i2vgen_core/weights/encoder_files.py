@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: split one release file."""
     parser = argparse.ArgumentParser(
         prog="python -m i2vgen_core split-encoders",
-        description=" ".join(__doc__.split("\n\n")[0].split()))
+        description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="open_clip_pytorch_model.bin or an SD checkpoint such as v2-1_512-ema-pruned.ckpt")
     parser.add_argument("out_dir", help="folder for the .text/.vision/.vae safetensors")
     parser.add_argument("--dtype", choices=sorted(CAST_NAMES), default=None, help="cast weights (default: keep)")

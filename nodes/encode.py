@@ -97,8 +97,8 @@ class I2VGenXLSemanticEncode:
                 "image": ("IMAGE", {"tooltip": "The conditioning image (one image)."}),
             },
             "optional": {
-                "square_size": ("INT", {"default": pre.I2VGEN_CLIP_SQUARE, "min": 224, "max": MAX_RESOLUTION,
-                                        "step": 8,
+                "square_size": ("INT", {"default": pre.I2VGEN_CLIP_SQUARE, "min": pre.MIN_CLIP_SQUARE,
+                                        "max": MAX_RESOLUTION, "step": 8,
                                         "tooltip": "Side of the square the image is box-resized and centre-cropped "
                                                    "to before the 224px bilinear resize. The originals use the video "
                                                    "width: 1280 for I2VGen-XL, 448 for MS-Image2Video."}),

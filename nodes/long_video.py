@@ -88,7 +88,8 @@ class I2VGenXLExtend:
                                          "Detail Encode: one posterior draw, from this node's seed)."}),
         }
         optional = {
-            "square_size": ("INT", {"default": pre.I2VGEN_CLIP_SQUARE, "min": 224, "max": MAX_RESOLUTION, "step": 8,
+            "square_size": ("INT", {"default": pre.I2VGEN_CLIP_SQUARE, "min": pre.MIN_CLIP_SQUARE,
+                                    "max": MAX_RESOLUTION, "step": 8,
                                     "tooltip": "Square the last frame is box-resized and centre-cropped to before "
                                                "CLIP's 224 px (as I2VGen-XL Semantic Encode; 1280 for I2VGen-XL)."}),
         }

@@ -355,20 +355,23 @@ def pack_config(base: Path) -> tuple[Path, dict[str, list[str]]]:
     lines = ["i2vgen_demo:", f"    base_path: {demo}"]
     lines += [f"    {folder}: {folder}" for folder in sorted(manifest)]
     lines += ["i2vgen_tests:", f"    base_path: {base / 'models'}", f"    custom_nodes: {base / 'custom_nodes'}",
-              "    i2vgen: i2vgen", "    loras: loras"]
+              "    i2vgen: i2vgen", "    loras: loras", "    clip: clip", "    clip_vision: clip_vision",
+              "    vae: vae"]
     yaml_path = base / "extra_model_paths.yaml"
     yaml_path.write_text("\n".join(lines) + "\n")
     return yaml_path, manifest
 
 
-def pack_server_args(yaml_path: Path) -> list[str]:
-    """The options that load this package alone with the demo weights (the farm test passes them on too)."""
+def pack_server_args(yaml_path: Path, extra_nodes: tuple[str, ...] = ()) -> list[str]:
+    """The options that load this package alone (and the custom-node folders `extra_nodes`) with the demo weights
+    (the farm test passes them on too)."""
     return ["--extra-model-paths-config", str(yaml_path), "--database-url", "sqlite:///:memory:",
-            "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME]
+            "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME, *extra_nodes]
 
 
-def start_server(base: Path) -> ComfyServer:
-    """Start ComfyUI with this package and the demo weights, with all its folders under `base`."""
+def start_server(base: Path, extra_nodes: tuple[Path, ...] = (), env: dict | None = None) -> ComfyServer:
+    """Start ComfyUI with this package and the demo weights, with all its folders under `base`; `extra_nodes` are
+    test-only custom-node folders loaded beside the pack, `env` extra environment variables of the server."""
     root, python = comfyui_paths()
     pytest.importorskip("websocket", reason="the real-server tests need websocket-client (pip install "
                                             "websocket-client, it is in the test extra)")
@@ -376,6 +379,9 @@ def start_server(base: Path) -> ComfyServer:
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     yaml_path, manifest = pack_config(base)
+    for folder in extra_nodes:
+        if not (dirs["custom_nodes"] / folder.name).exists():
+            os.symlink(folder, dirs["custom_nodes"] / folder.name, target_is_directory=True)
     demo = demo_models_dir()
     _copy_example_inputs(dirs["input"])
 
@@ -384,9 +390,10 @@ def start_server(base: Path) -> ComfyServer:
     args = [str(python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
             "--output-directory", str(dirs["output"]), "--input-directory", str(dirs["input"]),
             "--temp-directory", str(dirs["temp"]), "--user-directory", str(dirs["user"]),
-            *pack_server_args(yaml_path), "--preview-method", "latent2rgb", "--disable-auto-launch"]
+            *pack_server_args(yaml_path, tuple(f.name for f in extra_nodes)), "--preview-method", "latent2rgb",
+            "--disable-auto-launch"]
     args += frontend_args()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     env.pop("PYTHONPATH", None)
     with open(log_path, "w") as log:
         process = subprocess.Popen(args, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -29,7 +29,8 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ..i2vgen_core.diffusion.samplers import sdedit_start_scale, strength_to_timestep
+from ..i2vgen_core.diffusion.samplers import (FINAL_STEPS, add_start_offset, end_at_first_timestep,
+                                              sdedit_start_scale, start_offset_strength, strength_to_timestep)
 from ..i2vgen_core.sizes import VAE_SCALE
 from .common import video_latent
 from .context_windows import windows_batch_problem, with_context_windows
@@ -166,11 +167,23 @@ def guidance_rescale_post_cfg(rescale: float):
     return post_cfg
 
 
+def seeded_start_noise(samples: torch.Tensor, seed: int, batch_index=None, offset: float = 0.0) -> torch.Tensor:
+    """ComfyUI's noise for `seed`, plus `offset` times the original's offset noise drawn next from the same seeded
+    generator (MS-Image2Video's start; :data:`START_OFFSET_NOISE`)."""
+    noise = comfy.sample.prepare_noise(samples, seed, batch_index)
+    if not offset:
+        return noise
+    generator = torch.Generator().manual_seed(seed)
+    torch.randn(samples.shape, dtype=samples.dtype, generator=generator)  # the noise above (no batch_index)
+    return add_start_offset(noise, offset, generator)
+
+
 def run_sampler(model, latent: dict, seed: int, cfg: float, sampler: comfy.samplers.KSAMPLER, sigmas: torch.Tensor,
-                positive, negative) -> dict:
-    """Shared tail of both nodes: noise from the seed, previews + progress per step, ComfyUI sampling."""
+                positive, negative, offset: float = 0.0) -> dict:
+    """Shared tail of both nodes: noise from the seed (with `offset` noise, see :func:`seeded_start_noise`), previews
+    + progress per step, ComfyUI sampling."""
     samples = latent["samples"]
-    noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+    noise = seeded_start_noise(samples, seed, latent.get("batch_index"), offset)
     callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
     out = comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, samples,
                                      noise_mask=latent.get("noise_mask"), callback=callback,
@@ -209,7 +222,8 @@ class I2VGenXLSampler:
 
     DESCRIPTION = ("Generates a video latent from noise with I2VGen-XL or the MS-Image2Video cascade base, using "
                    "ComfyUI's samplers (previews, progress and cancel included). Defaults reproduce the original "
-                   "sampling: DDIM, 50 steps, timesteps 981..1 (ddim + ddim_uniform), cfg 9 for I2VGen-XL (use 3 for "
+                   "sampling: DDIM, 50 steps, timesteps 981..1 (ddim + ddim_uniform), plain start noise (plus "
+                   "MS-Image2Video's offset noise), the last step to timestep 0, cfg 9 for I2VGen-XL (use 3 for "
                    "MS-Image2Video). For the MS-Vid2Vid-XL refiner use I2VGen-XL Refine Sampler.")
     CATEGORY = "I2VGen-XL/sampling"
     RETURN_TYPES = ("LATENT",)
@@ -227,19 +241,33 @@ class I2VGenXLSampler:
                     "MS-Image2Video.",
             sampler="ddim", scheduler="ddim_uniform",
             scheduler_tip="How the steps are spread over the noise levels; ddim_uniform = the original DDIM "
-                          "'leading' timesteps (981, 961, ..., 1 for 50 steps).")
+                          "'leading' timesteps (981, 961, ..., 1 for 50 steps).") | {"optional": {
+            "final_step": (list(FINAL_STEPS), {
+                "default": FINAL_STEPS[0],
+                "tooltip": "original: the last step goes to timestep 0, as the original DDIM loops do (a little of the "
+                           "predicted noise stays: 0.6% for I2VGen-XL, 2.9% for MS-Image2Video). clean: to noise 0, "
+                           "the clean prediction, as ComfyUI's KSampler and diffusers end."})}}
 
     def sample(self, model, positive, negative, latent_image, seed: int, steps: int = 50, cfg: float = 9.0,
-               sampler_name: str = "ddim", scheduler: str = "ddim_uniform"):
+               sampler_name: str = "ddim", scheduler: str = "ddim_uniform", final_step: str = FINAL_STEPS[0]):
+        if final_step not in FINAL_STEPS:
+            raise ValueError(f"I2VGen-XL Sampler: final_step is {final_step!r}; expected one of "
+                             f"{', '.join(FINAL_STEPS)}")
         variant = model_variant(model)
         if variant == "ms_vid2vid_xl":
             raise ValueError("This MODEL is MS-Vid2Vid-XL, the cascade's refinement stage: it does not generate from "
                              "noise. Use it in I2VGen-XL Refine Sampler (I2VGenXLRefineSampler) on the output of the "
                              "base stage.")
         checked_samples(model, variant, latent_image, positive, negative)
-        sigmas = base_sigmas(model, scheduler, steps, sampler_name)
-        return (run_sampler(model, latent_image, seed, cfg, _OriginalStart(sampler_name), sigmas, positive,
-                            negative),)
+        sigmas, scale = base_sigmas(model, scheduler, steps, sampler_name), 1.0
+        if final_step == "original":
+            sigma_t0 = float(model.get_model_object("model_sampling").sigmas[0])
+            sigmas, scale = end_at_first_timestep(sigmas, sigma_t0)
+        out = run_sampler(model, latent_image, seed, cfg, _OriginalStart(sampler_name), sigmas, positive, negative,
+                          offset=start_offset_strength(variant))
+        if scale != 1.0:  # the VE sample at timestep 0's sigma, as the original's VP latent
+            out["samples"] = out["samples"] * scale
+        return (out,)
 
 
 class I2VGenXLRefineSampler:

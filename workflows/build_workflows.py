@@ -138,7 +138,7 @@ def _i2vgen_base(unet: str, width: int, height: int, *, title: str | None = None
                                           "batch_size": 1},
              {"positive": (6, 0), "negative": (7, 0), "clip_vision_output": (8, 0), "image_latent": (9, 0)}),
         Node(11, "I2VGenXLSampler", {"seed": 8888, "steps": 50, "cfg": 9.0, "sampler_name": "ddim",
-                                     "scheduler": "ddim_uniform"},
+                                     "scheduler": "ddim_uniform", "final_step": "original"},
              {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
     ]
 
@@ -204,7 +204,7 @@ def graph_ms_cascade() -> Graph:
         Node(10, "I2VGenXLConditioning", {"width": 448, "height": 256, "length": 32, "fps": 8, "batch_size": 1},
              {"clip_vision_output": (8, 0)}),
         Node(11, "I2VGenXLSampler", {"seed": 666, "steps": 50, "cfg": 3.0, "sampler_name": "ddim",
-                                     "scheduler": "ddim_uniform"},
+                                     "scheduler": "ddim_uniform", "final_step": "original"},
              {"model": (1, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (10, 2)}),
     ] + _refine_tail() + _save(17, 16, (17, 1), "video/ms_image2video_cascade")
     return Graph("ms_image2video_cascade", "MS-Image2Video 448x256 (32 frames) refined to 1280x720 by MS-Vid2Vid-XL",

@@ -14,7 +14,8 @@ from typing import Callable, Optional
 import torch
 
 from ..video.frames import image_latent_frame
-from .samplers import SDEDIT_METHODS, cfg_combine, noise_to_strength, sample, strength_to_timestep
+from .samplers import (SDEDIT_METHODS, add_start_offset, cfg_combine, noise_to_strength, sample,
+                       start_offset_strength, strength_to_timestep)
 from .schedules import alphas_cumprod, schedule_for_variant
 
 __all__ = ["run_base_stage", "run_refine_stage"]
@@ -136,8 +137,9 @@ def run_base_stage(
     count, 981..1 at 50) and batched CFG.
 
     ``image_latent`` is the scaled VAE latent of the conditioning image (``[B,4,h,w]``; it also fixes h and w).
-    ``noise`` (``[B,4,F,h,w]``) overrides the start noise drawn from ``generator``. ``final_alpha="first"`` is
-    VGen's last DDIM step, ``"one"`` the diffusers pipeline's.
+    ``noise`` (``[B,4,F,h,w]``) overrides the start noise drawn from ``generator`` (drawn noise has the variant's
+    offset noise added, MS-Image2Video's ``0.1 * randn(B,4,F,1,1)``; given noise is used as it is).
+    ``final_alpha="first"`` is VGen's last DDIM step, ``"one"`` the diffusers pipeline's.
     """
     device = _param(unet).device
     if noise is not None:
@@ -150,11 +152,14 @@ def run_base_stage(
         raise ValueError(f"num_frames is {num_frames} but the noise has {shape[2]} frames")
     if num_frames < 1 or steps < 1:
         raise ValueError(f"num_frames and steps must be at least 1, got {num_frames} and {steps}")
+    variant = getattr(unet, "variant", "i2vgen_xl")
     x = _start_noise(shape, noise, generator, device)
+    if noise is None:  # drawn here: the variant's offset noise follows from the same generator, as the original's
+        x = add_start_offset(x, start_offset_strength(variant), generator)
     guided = guidance_scale != 1.0
     cond, uncond = _conditioning(unet, shape[0], text=text, negative_text=negative_text,
                                  image_embedding=image_embedding, image_latent=image_latent, fps=fps, guided=guided)
-    abar = alphas_cumprod(schedule_for_variant(getattr(unet, "variant", "i2vgen_xl")))
+    abar = alphas_cumprod(schedule_for_variant(variant))
     model_fn = _guided_model(unet, cond, uncond, guidance_scale)
     return sample(model_fn, x, abar, method="ddim", steps=steps, eta=eta, final_alpha=final_alpha,
                   generator=generator, callback=callback)

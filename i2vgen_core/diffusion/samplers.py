@@ -18,7 +18,8 @@ Conventions shared by every function here:
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from types import MappingProxyType
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -42,6 +43,11 @@ __all__ = [
     "sample",
     "METHODS",
     "SDEDIT_METHODS",
+    "START_OFFSET_NOISE",
+    "start_offset_strength",
+    "add_start_offset",
+    "FINAL_STEPS",
+    "end_at_first_timestep",
 ]
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,6 +60,53 @@ SDEDIT_METHODS = ("dpmpp_2m_sde", "heun")
 
 #: Sampling methods understood by :func:`sample`: DDIM (from pure noise) and the SDEdit-capable ones.
 METHODS = ("ddim",) + SDEDIT_METHODS
+
+#: Offset noise in the base stage's start latent, per variant: MS-Image2Video's pipeline (``build_noise``) adds
+#: ``noise_strength`` = 0.1 times one standard-normal value per (batch, channel, frame) to its Gaussian start noise.
+#: VGen's I2VGen-XL inference starts from plain noise (its 0.1 is a training setting) and MS-Vid2Vid-XL noises its
+#: input latent with plain noise.
+START_OFFSET_NOISE: Mapping[str, float] = MappingProxyType(
+    {"i2vgen_xl": 0.0, "ms_image2video": 0.1, "ms_vid2vid_xl": 0.0})
+
+
+#: Where a base-stage sampler's last step goes: "original" = to alphas_cumprod[0] (VGen's and ModelScope's DDIM:
+#: ``(t - stride).clamp(0)``), "clean" = to alpha 1 / sigma 0 (ComfyUI's and diffusers' ending, the clean prediction).
+FINAL_STEPS = ("original", "clean")
+
+
+def end_at_first_timestep(sigmas: torch.Tensor, sigma_t0: float) -> tuple[torch.Tensor, float]:
+    """VE sigmas ending at timestep 0's sigma instead of 0, as the original DDIM's last step, and the factor
+    ``1 / sqrt(1 + sigma_end^2)`` that turns the VE sample there into the original's VP latent.
+
+    A schedule already at or below ``sigma_t0`` before its final 0 just drops the 0; one not ending in 0 is kept.
+    """
+    if len(sigmas) < 2 or float(sigmas[-1]) != 0.0:
+        return sigmas, 1.0
+    if float(sigmas[-2]) > sigma_t0 * (1.0 + 1e-6):  # tolerant of float32 copies of the same sigma
+        sigmas = torch.cat([sigmas[:-1], sigmas.new_tensor([sigma_t0])])
+    else:
+        sigmas = sigmas[:-1]
+    return sigmas, 1.0 / math.sqrt(1.0 + float(sigmas[-1]) ** 2)
+
+
+def start_offset_strength(variant: str) -> float:
+    """Offset-noise strength of a variant's base-stage start noise (see :data:`START_OFFSET_NOISE`)."""
+    try:
+        return START_OFFSET_NOISE[variant]
+    except KeyError:
+        known = ", ".join(START_OFFSET_NOISE)
+        raise ValueError(f"Unknown model variant {variant!r}; expected one of {known}.") from None
+
+
+def add_start_offset(noise: torch.Tensor, strength: float, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """``noise + strength * n``, n one standard-normal value per (batch, channel, frame) of ``[B, C, F, H, W]`` noise,
+    drawn from `generator` (the original draws it right after the noise, from the same generator)."""
+    if not strength:
+        return noise
+    b, c, f = noise.shape[:3]
+    gen_device = generator.device if generator is not None else noise.device
+    offset = torch.randn((b, c, f, 1, 1), generator=generator, device=gen_device, dtype=torch.float32)
+    return noise + strength * offset.to(device=noise.device, dtype=noise.dtype)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -234,8 +234,9 @@ def _rel(a, b) -> float:
 
 @check
 def pack_sampler_starts_from_plain_noise():
-    """I2VGen-XL Sampler == the original DDIM loop from plain noise (VP x = noise at t0) for 10 and 50 steps;
-    KSampler keeps ComfyUI's start sqrt(1 - abar_t0) noise (what that changes is reported)."""
+    """I2VGen-XL Sampler == the original DDIM loop from plain noise (VP x = noise at t0) for 10 and 50 steps, its last
+    step to alphas_cumprod[0] as the original's (final_step 'original', the default) or to 1 ('clean'); KSampler keeps
+    ComfyUI's start sqrt(1 - abar_t0) noise (what that changes is reported)."""
     import torch
     import comfy.sample
     from i2vgen_pkg.i2vgen_core.diffusion.samplers import ddim_timesteps, sample_ddim
@@ -252,17 +253,59 @@ def pack_sampler_starts_from_plain_noise():
     figures = {}
     for steps in (10, 50):
         (node,) = I2VGenXLSampler().sample(mp, pos, neg, {"samples": latent}, seed, steps, scale)
-        node = node["samples"] * 0.18215  # ComfyUI returns process_latent_out(x0)
+        node = node["samples"] * 0.18215  # ComfyUI returns process_latent_out(x)
+        (clean,) = I2VGenXLSampler().sample(mp, pos, neg, {"samples": latent}, seed, steps, scale,
+                                            final_step="clean")
+        clean = clean["samples"] * 0.18215
         ksampler = comfy.sample.sample(mp, noise, steps, scale, "ddim", "ddim_uniform", pos, neg, latent, seed=seed,
                                        disable_pbar=True) * 0.18215
         ts = ddim_timesteps(steps)
-        ref = sample_ddim(model_fn, noise.clone(), abar, ts, final_alpha="one")
+        ref = sample_ddim(model_fn, noise.clone(), abar, ts, final_alpha="first")
+        ref_clean = sample_ddim(model_fn, noise.clone(), abar, ts, final_alpha="one")
         figures[steps] = {"start_scale_ksampler": (1.0 - float(abar[int(ts[0])])) ** 0.5,
-                          "node_vs_original_start": _rel(node, ref), "ksampler_vs_original_start": _rel(ksampler, ref)}
+                          "node_vs_original": _rel(node, ref), "clean_vs_original_to_1": _rel(clean, ref_clean),
+                          "last_step": _rel(clean, ref), "ksampler_vs_original_start": _rel(ksampler, ref_clean)}
     # fp32 VE arithmetic (ComfyUI) vs VP (core): the random tiny UNet at cfg 9 amplifies rounding over 50 steps
-    assert all(f["node_vs_original_start"] < 5e-3 for f in figures.values()), figures
-    assert figures[10]["node_vs_original_start"] < 1e-4, figures
-    assert all(f["node_vs_original_start"] < f["ksampler_vs_original_start"] / 3 for f in figures.values()), figures
+    assert all(f["node_vs_original"] < 5e-3 and f["clean_vs_original_to_1"] < 5e-3 for f in figures.values()), figures
+    assert figures[10]["node_vs_original"] < 1e-4 and figures[10]["clean_vs_original_to_1"] < 1e-4, figures
+    assert all(f["clean_vs_original_to_1"] < f["ksampler_vs_original_start"] / 3 for f in figures.values()), figures
+    return figures
+
+
+@check
+def ms_image2video_sampler_starts_with_the_original_offset_noise():
+    """I2VGen-XL Sampler on MS-Image2Video starts from ModelScope's ``build_noise``: the seed's noise plus 0.1 times
+    one draw per (batch, channel, frame), drawn next from the same seeded generator (the pipeline's global RNG); on
+    I2VGen-XL (VGen's entrance) from the seed's noise alone, ComfyUI's ``prepare_noise``."""
+    import torch
+    import comfy.sample
+    from i2vgen_pkg.nodes.encode import I2VGenXLConditioning
+    from i2vgen_pkg.nodes.sampling import I2VGenXLSampler
+
+    seen = []
+    sample_custom = comfy.sample.sample_custom
+
+    def capture(model, noise, cfg, sampler, sigmas, positive, negative, latent_image, **kwargs):
+        seen.append(noise.clone())
+        return torch.zeros_like(latent_image)
+
+    h, w, f, seed = 8, 8, 3, 666
+    comfy.sample.sample_custom = capture
+    try:
+        ms_pos, ms_neg, latent = I2VGenXLConditioning().condition(
+            w * 8, h * 8, f, 8, 1, clip_vision_output={"image_embeds": torch.randn(1, 1024)})["result"]
+        I2VGenXLSampler().sample(tiny_patcher("ms_image2video"), ms_pos, ms_neg, latent, seed, 2, 3.0)
+        pos, neg = conds(h, w)
+        I2VGenXLSampler().sample(tiny_patcher("i2vgen_xl"), pos, neg, latent, seed, 2, 9.0)
+    finally:
+        comfy.sample.sample_custom = sample_custom
+    torch.manual_seed(seed)  # ModelScope's build_noise after its global RNG is seeded
+    plain = torch.randn(1, 4, f, h, w)
+    original = plain + 0.1 * torch.randn(1, 4, f, 1, 1)
+    figures = {"ms_image2video": (seen[0] - original).abs().max().item(),
+               "i2vgen_xl": (seen[1] - plain).abs().max().item(),
+               "offset_size": (original - plain).abs().max().item()}
+    assert figures["ms_image2video"] == 0.0 and figures["i2vgen_xl"] == 0.0 and figures["offset_size"] > 0.01, figures
     return figures
 
 

@@ -18,6 +18,7 @@ CHECKS = (
     "guidance_rescale_matches_original_formula",
     "comfy_ddim_equals_core_ddim",
     "pack_sampler_starts_from_plain_noise",
+    "ms_image2video_sampler_starts_with_the_original_offset_noise",
     "refine_sampler_starts_like_ms_vid2vid_xl",
     "text_encode_tokens_equal_open_clip",
     "cond_and_uncond_are_batched_into_one_call",

@@ -414,3 +414,47 @@ def test_sdedit_start_scale_is_the_vp_sigma():
     sigma = timestep_to_sigma(abar, 599)
     assert sdedit_start_scale(sigma) == pytest.approx((1.0 - float(abar[599])) ** 0.5, rel=1e-12)
     assert sdedit_start_scale(sigma) == pytest.approx(0.972, abs=1e-3)
+
+
+def test_start_offset_follows_modelscopes_build_noise():
+    """MS-Image2Video's start: randn(noise) then 0.1 * randn(B, C, F, 1, 1), one generator; other variants: none."""
+    from i2vgen_core.diffusion.samplers import START_OFFSET_NOISE, add_start_offset, start_offset_strength
+
+    assert start_offset_strength("ms_image2video") == 0.1
+    assert start_offset_strength("i2vgen_xl") == 0.0 and start_offset_strength("ms_vid2vid_xl") == 0.0
+    assert set(START_OFFSET_NOISE) == {"i2vgen_xl", "ms_image2video", "ms_vid2vid_xl"}
+    g = torch.Generator().manual_seed(666)
+    noise = torch.randn(2, 4, 3, 5, 6, generator=g)
+    out = add_start_offset(noise, 0.1, g)
+    torch.manual_seed(666)  # ModelScope draws both from the global generator, one after the other
+    ref = torch.randn(2, 4, 3, 5, 6)
+    ref = ref + 0.1 * torch.randn(2, 4, 3, 1, 1)
+    assert torch.equal(out, ref)
+    assert add_start_offset(noise, 0.0, g) is noise
+    with pytest.raises(ValueError, match="Unknown model variant"):
+        start_offset_strength("sd15")
+
+
+def test_end_at_first_timestep_is_the_original_last_ddim_step():
+    """Ending at timestep 0's sigma and rescaling to VP gives the original's last DDIM step (to alphas_cumprod[0])."""
+    from i2vgen_core.diffusion.samplers import end_at_first_timestep
+    from i2vgen_core.diffusion.schedules import alphas_cumprod
+
+    abar = alphas_cumprod("cosine_zero_snr")
+    sigma = lambda t: float(((1 - abar[t]) / abar[t]) ** 0.5)  # noqa: E731 - VE sigma of timestep t
+    sigmas = torch.tensor([sigma(21), sigma(1), 0.0])
+    ended, scale = end_at_first_timestep(sigmas, sigma(0))
+    assert ended.tolist() == pytest.approx([sigma(21), sigma(1), sigma(0)])
+    assert scale == pytest.approx(float(abar[0]) ** 0.5)
+    # a deterministic (Euler = DDIM) last step from t=1 in VE, rescaled, equals the VP DDIM step to abar[0]
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)
+    x_ve = x0 + sigma(1) * eps
+    last = (x0 + ended[-1] * (x_ve - x0) / sigma(1)) * scale
+    ref = float(abar[0]) ** 0.5 * x0 + float(1 - abar[0]) ** 0.5 * eps
+    assert torch.allclose(last, ref.float(), atol=1e-6)
+    # a schedule already at timestep 0 before its final 0 drops the 0; one that does not end at 0 is kept
+    kept, one = end_at_first_timestep(torch.tensor([1.0, 0.5]), sigma(0))
+    assert kept.tolist() == [1.0, 0.5] and one == 1.0
+    dropped, s = end_at_first_timestep(torch.tensor([1.0, sigma(0), 0.0]), sigma(0))
+    assert dropped.tolist() == pytest.approx([1.0, sigma(0)]) and s == pytest.approx(float(abar[0]) ** 0.5)

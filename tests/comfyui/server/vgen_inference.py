@@ -29,8 +29,7 @@ DistributedDataParallel) changed. What is replaced, and why:
 
 Everything else is VGen's code as it is. The record (a dict of tensors) holds the token ids, text and image
 embeddings, the CLIP and VAE inputs, the image latent, the noise, each UNet call (timestep, branch, input, output),
-each DDIM step (the guided x0 and the next latent), the final latent, the decoded frames and the written frames, and
-VGen's decoder on the last step's clean prediction (where ComfyUI's samplers end).
+each DDIM step (the guided x0 and the next latent), the final latent, the decoded frames and the written frames.
 """
 
 from __future__ import annotations
@@ -89,9 +88,7 @@ def make(vgen: Path, out: Path) -> None:
     """Random full-size weights in the release's formats, and a test image, under `out`."""
     import importlib
 
-    import numpy as np
     import torch
-    from PIL import Image
 
     _vgen_imports(vgen)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +113,7 @@ def make(vgen: Path, out: Path) -> None:
         import open_clip
 
         torch.manual_seed(1)
-        clip = open_clip.create_model("ViT-H-14", pretrained=None).eval()
+        clip = open_clip.create_model("ViT-H-14", pretrained="").eval()
         _fp16_values(clip)
         torch.save({k: v.half() if v.is_floating_point() else v for k, v in clip.state_dict().items()},
                    out / CLIP_FILE)
@@ -133,12 +130,19 @@ def make(vgen: Path, out: Path) -> None:
                    out / VAE_FILE)
         del vae
 
-    # a 200x150 picture (neither the video's aspect nor a multiple of 8: both sides resize and crop it)
+    write_test_image(out / IMAGE_FILE)
+
+
+def write_test_image(path: Path) -> None:
+    """A 200x150 picture: neither the video's aspect nor a multiple of 8, so both sides resize and crop it."""
+    import numpy as np
+    from PIL import Image
+
     y, x = np.mgrid[0:150, 0:200].astype(np.float64)
     rng = np.random.default_rng(3)
     rgb = np.stack([128 + 100 * np.sin(x / 17 + y / 29), 128 + 90 * np.cos(y / 13), 60 + x / 2 * 0.8], axis=-1)
     rgb = np.clip(rgb + rng.normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)
-    Image.fromarray(rgb, "RGB").save(out / IMAGE_FILE)
+    Image.fromarray(rgb, "RGB").save(path)
 
 
 def _train_config(vgen: Path) -> dict:
@@ -250,10 +254,9 @@ def infer(vgen: Path, files: Path, out: Path, settings: dict) -> None:
     autoencoder.AutoencoderKL.encode_firsr_stage = recorded_encode
 
     decode = autoencoder.AutoencoderKL.decode
-    decoded, instances = [], {}
+    decoded = []
 
     def recorded_decode(self, z, **kwargs):
-        instances["autoencoder"] = self
         frames = decode(self, z, **kwargs)
         decoded.append(frames.clone())
         return frames
@@ -319,13 +322,6 @@ def infer(vgen: Path, files: Path, out: Path, settings: dict) -> None:
     done = entrance.inference_i2vgen_entrance(cfg_update)
     record["decoded"] = torch.cat(decoded)
     record["frames_float"] = (record["decoded"] * 0.5 + 0.5).clamp(0, 1)
-    # besides: VGen's decoder on the last step's clean prediction x0 (where ComfyUI's samplers end, sigma 0), in
-    # the entrance's chunks, so the frames can be compared apart from the last DDIM step
-    clean = record["steps"][-1]["x0"] / done.scale_factor
-    clean = clean.permute(0, 2, 1, 3, 4).flatten(0, 1)  # b c f h w -> (b f) c h w
-    chunks = torch.chunk(clean, clean.shape[0] // min(done.decoder_bs, clean.shape[0]), dim=0)
-    clean = torch.cat([decode(instances["autoencoder"], chunk) for chunk in chunks])
-    record["frames_float_from_x0"] = (clean * 0.5 + 0.5).clamp(0, 1)
     record["frames_written"] = torch.stack(written) if written else None
     record["config"] = {k: done[k] for k in ("guide_scale", "ddim_timesteps", "target_fps", "max_frames",
                                              "resolution", "scale_factor", "negative_prompt", "seed", "use_zero_infer")}

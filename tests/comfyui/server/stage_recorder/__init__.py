@@ -6,7 +6,7 @@ file, it records, and saves there (torch.save) after each node:
 - ``nodes``: each executed node's outputs, tensors only (``"<id>:<class>"`` -> {path: tensor}); a CONDITIONING's
   embedding and its extra keys, a LATENT's samples, an IMAGE, a CLIP vision output's embeddings;
 - ``tokens``: the token ids ComfyUI's CLIP tokenizer gave each text; ``clip_pixels``: what the CLIP vision model saw;
-- ``noise``: the sampler's start noise (``comfy.sample.prepare_noise``);
+- ``noise``: the start noise each sampling run was given (``comfy.sample.sample`` / ``sample_custom``);
 - ``unet_calls``: each call of a MODEL's network (timestep, which batch rows are cond / uncond, input, output);
 - ``steps``: each sampling step's guided prediction (``denoised``, after CFG) and sigma.
 
@@ -75,14 +75,15 @@ def _install(path: str) -> None:
 
     comfy.clip_vision.clip_preprocess = recorded_preprocess
 
-    prepare_noise = comfy.sample.prepare_noise
+    def noise_recorded(sample):
+        def recorded(model, noise, *args, **kwargs):
+            record["noise"].append(noise.detach().clone().cpu())
+            return sample(model, noise, *args, **kwargs)
 
-    def recorded_noise(*args, **kwargs):
-        noise = prepare_noise(*args, **kwargs)
-        record["noise"].append(noise.detach().clone().cpu())
-        return noise
+        return recorded
 
-    comfy.sample.prepare_noise = recorded_noise
+    comfy.sample.sample = noise_recorded(comfy.sample.sample)
+    comfy.sample.sample_custom = noise_recorded(comfy.sample.sample_custom)
 
     def unet_hook(module, args, kwargs, output):
         options = kwargs.get("transformer_options", {}) or {}

@@ -479,3 +479,17 @@ def comfyui_install() -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def vgen_path() -> Path:
+    """$VGEN_PATH, a checkout of github.com/ali-vilab/VGen (the original I2VGen-XL code; never downloaded), or skip."""
+    path = os.environ.get("VGEN_PATH")
+    if not path:
+        pytest.skip("VGEN_PATH is unset: set it to a checkout of github.com/ali-vilab/VGen to compare with the "
+                    "original code")
+    vgen = Path(path)
+    for needed in ("tools/modules/diffusions/diffusion_ddim.py", "tools/inferences/inference_i2vgen_entrance.py"):
+        if not (vgen / needed).is_file():
+            pytest.skip(f"VGEN_PATH={path} has no {needed}; point it at a VGen checkout")
+    return vgen

@@ -6,7 +6,6 @@ its ``tools/modules/diffusions`` files are executed); without it these tests ski
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,6 @@ pytestmark = pytest.mark.comfyui
 SCRIPT = Path(__file__).resolve().parent / "vgen_checks.py"
 CHECKS = ("schedule_equals_vgen", "sampler_node_equals_vgen_ddim_loop", "unet_equals_vgen_unet_full_size",
           "detail_encode_and_video_decode_equal_vgen_autoencoder")
-
-
-@pytest.fixture(scope="module")
-def vgen_path() -> Path:
-    path = os.environ.get("VGEN_PATH")
-    if not path:
-        pytest.skip("VGEN_PATH is unset: set it to a checkout of github.com/ali-vilab/VGen to compare with the "
-                    "original code")
-    vgen = Path(path)
-    if not (vgen / "tools/modules/diffusions/diffusion_ddim.py").is_file():
-        pytest.skip(f"VGEN_PATH={path} has no tools/modules/diffusions/diffusion_ddim.py; point it at a VGen checkout")
-    return vgen
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parents[1] / "support"))  # reference_models: the GPU-import stand-ins
 sys.path.insert(0, str(HERE))
-from vgen_inference import _fp16_values, write_test_image  # noqa: E402
+from vgen_inference import _fp16_values, write_random_open_clip, write_test_image  # noqa: E402
 
 PKG = "modelscope.models.multi_modal.image_to_video"
 UNET_FILE = "base_03_alldata_fps_v_80g_0789000.pth"
@@ -100,14 +100,7 @@ def make(out: Path, settings: dict) -> None:
         torch.save({"state_dict": {k: v.half() for k, v in unet.state_dict().items()}}, out / UNET_FILE)
         del unet
     if not (out / CLIP_FILE).exists():
-        import open_clip
-
-        torch.manual_seed(11)
-        clip = open_clip.create_model("ViT-H-14", pretrained="").eval()
-        _fp16_values(clip)
-        torch.save({k: v.half() if v.is_floating_point() else v for k, v in clip.state_dict().items()},
-                   out / CLIP_FILE)
-        del clip
+        write_random_open_clip(out / CLIP_FILE, seed=11)
     if not (out / VAE_FILE).exists():
         ae_cfg = dict(cfg.auto_encoder)
         ae_cfg.pop("pretrained", None)

@@ -21,7 +21,6 @@ Each test compares one stage. Relative figures are max |ours - VGen| / max |VGen
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -38,18 +37,6 @@ SCRIPT = Path(__file__).resolve().parent / "vgen_inference.py"
 WORKFLOW = REPO / "workflows" / "api" / "i2vgen_xl_image_to_video.api.json"
 # a small size (VGen's ``resolution`` is [width, height]); the rest is the workflow's
 WIDTH, HEIGHT, FRAMES, SEED = 128, 64, 4, 8888
-
-
-@pytest.fixture(scope="module")
-def vgen_path() -> Path:
-    path = os.environ.get("VGEN_PATH")
-    if not path:
-        pytest.skip("VGEN_PATH is unset: set it to a checkout of github.com/ali-vilab/VGen to compare with the "
-                    "original code")
-    vgen = Path(path)
-    if not (vgen / "tools/inferences/inference_i2vgen_entrance.py").is_file():
-        pytest.skip(f"VGEN_PATH={path} has no tools/inferences/inference_i2vgen_entrance.py")
-    return vgen
 
 
 @pytest.fixture(scope="module")

@@ -110,14 +110,7 @@ def make(vgen: Path, out: Path) -> None:
         del unet
 
     if not (out / CLIP_FILE).exists():
-        import open_clip
-
-        torch.manual_seed(1)
-        clip = open_clip.create_model("ViT-H-14", pretrained="").eval()
-        _fp16_values(clip)
-        torch.save({k: v.half() if v.is_floating_point() else v for k, v in clip.state_dict().items()},
-                   out / CLIP_FILE)
-        del clip
+        write_random_open_clip(out / CLIP_FILE, seed=1)
 
     if not (out / VAE_FILE).exists():
         ae_module = importlib.import_module("tools.modules.autoencoder")
@@ -131,6 +124,18 @@ def make(vgen: Path, out: Path) -> None:
         del vae
 
     write_test_image(out / IMAGE_FILE)
+
+
+def write_random_open_clip(path: Path, seed: int) -> None:
+    """open_clip's ViT-H-14 (both towers) with random weights as ``open_clip_pytorch_model.bin``: its state dict,
+    fp16 values."""
+    import open_clip
+    import torch
+
+    torch.manual_seed(seed)
+    clip = open_clip.create_model("ViT-H-14", pretrained="").eval()
+    _fp16_values(clip)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in clip.state_dict().items()}, path)
 
 
 def write_test_image(path: Path) -> None:

@@ -92,8 +92,8 @@ def serve_and_record(base: Path, prompt: dict, models: dict[str, Path], image: P
     return torch.load(record, weights_only=False)
 
 
-def unet_calls(comfy: dict, ref: dict) -> dict:
-    """Timesteps equal, and the worst relative difference of each UNet call's output per branch and of its input."""
+def check_unet_calls(comfy: dict, ref: dict) -> dict:
+    """Timesteps equal, and each UNet call's output per branch and its input within 1e-3 (the worst printed)."""
     theirs = [int(s["t"]) for s in ref["steps"]]
     ours = [c["t"] for c in comfy["unet_calls"]]
     assert len(ours) == len(theirs), (len(ours), len(theirs))
@@ -106,27 +106,36 @@ def unet_calls(comfy: dict, ref: dict) -> dict:
             row = call["cond_or_uncond"].index(0 if r["branch"] == "cond" else 1)
             worst[r["branch"]] = max(worst[r["branch"]], rel(call["out"][row:row + 1], r["out"]))
             worst["input"] = max(worst["input"], rel(call["x"][row:row + 1], r["x"]))
+    print("each UNet call, worst of", len(theirs), "steps:", {k: f"{v:.2e}" for k, v in worst.items()})
+    assert max(worst.values()) < 1e-3, worst
     return worst
 
 
-def guided_steps(comfy: dict, ref: dict) -> list[float]:
-    """Per step: the guided clean prediction (ComfyUI's denoised after CFG) against the reference's x0."""
+def check_guided_steps(comfy: dict, ref: dict) -> list[float]:
+    """Per step, the guided clean prediction (ComfyUI's denoised after CFG) within 1e-3 of the reference's x0."""
     assert len(comfy["steps"]) == len(ref["steps"]), (len(comfy["steps"]), len(ref["steps"]))
-    return [rel(ours["denoised"], r["x0"]) for ours, r in zip(comfy["steps"], ref["steps"])]
+    errs = [rel(ours["denoised"], r["x0"]) for ours, r in zip(comfy["steps"], ref["steps"])]
+    print(f"guided x0 per step: first {errs[0]:.2e}, worst {max(errs):.2e}, last {errs[-1]:.2e}")
+    assert max(errs) < 1e-3
+    return errs
 
 
-def final_latent(comfy: dict, ref: dict, sampler_id: str) -> float:
-    """The sampler node's latent against the reference's final latent (both end at alphas_cumprod[0]: the node's
-    final_step 'original', its default)."""
-    ours = node(comfy, sampler_id)["0.0.samples"] * SCALE
-    return rel(ours, ref["final_latent"])
+def check_final_latent(comfy: dict, ref: dict, sampler_id: str) -> float:
+    """The sampler node's latent within 1e-4 of the reference's final latent (both end at alphas_cumprod[0]: the
+    node's final_step 'original', its default)."""
+    err = rel(node(comfy, sampler_id)["0.0.samples"] * SCALE, ref["final_latent"])
+    print(f"final latent: {err:.2e}")
+    assert err < 1e-4
+    return err
 
 
-def frames(comfy: dict, ref: dict, decode_id: str) -> tuple[float, int]:
-    """The decode node's frames: max abs difference against the reference's decoded frames mapped to [0, 1] as its
-    writer maps them, and the 8-bit levels against the frames it wrote."""
+def check_frames(comfy: dict, ref: dict, decode_id: str) -> tuple[float, int]:
+    """The decode node's frames: as many as the reference wrote, within 1e-4 (max abs) of its decoded frames mapped
+    to [0, 1] as its writer maps them, and within one 8-bit level of the frames it wrote."""
     ours = node(comfy, decode_id)["0.0"]  # IMAGE [frames, H, W, 3] in [0, 1]
     assert ours.shape[0] == ref["frames_written"].shape[0], "a different number of frames than the original writes"
-    own = (ours - ref["frames_float"].movedim(1, -1)).abs().max().item()
+    err = (ours - ref["frames_float"].movedim(1, -1)).abs().max().item()
     levels = ((ours * 255).to(torch.uint8).int() - ref["frames_written"].int()).abs().max().item()
-    return own, levels
+    print(f"frames: max abs {err:.2e} of [0, 1]; the 8-bit frames differ by at most {levels} level(s)")
+    assert err < 1e-4 and levels <= 1
+    return err, levels

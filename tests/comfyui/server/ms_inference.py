@@ -18,7 +18,8 @@ with the model's configuration, random; the layers it initialises to zero drawn 
 the GPU-only imports of the UNet file (xformers' attention as PyTorch's SDPA, fairscale's checkpoint wrapper as the
 identity, an unused rotary class), ``cv2`` (only to write PNG frames for ffmpeg: the stand-in records them),
 ``modelscope.msdatasets`` (the pipeline base class imports it, and HuggingFace datasets with it, for an isinstance
-check on the input), and one import the published package gets wrong (it imports ``utils.schedule``; the file it ships is ``utils/shedule.py``).
+check on the input), and one import the published package gets wrong (it imports ``utils.schedule``; the file it
+ships is ``utils/shedule.py``).
 ``build_noise`` runs after ``torch.manual_seed(seed)``: the pipeline draws its start noise from the global RNG after
 its models' initialisers consumed it, so only reseeded is it the noise a seed names elsewhere. Autocast is CUDA's,
 so on the CPU the pipeline computes in fp32.
@@ -34,7 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parents[1] / "support"))  # reference_models: the GPU-import stand-ins
 sys.path.insert(0, str(HERE))
-from vgen_inference import _fp16_values, write_random_open_clip, write_test_image  # noqa: E402
+from vgen_inference import (_fp16_values, record_ddim, record_decode, write_random_open_clip,  # noqa: E402
+                            write_test_image)
 
 PKG = "modelscope.models.multi_modal.image_to_video"
 UNET_FILE = "base_03_alldata_fps_v_80g_0789000.pth"
@@ -122,7 +124,7 @@ def infer(model_dir: Path, image: Path, out: Path, settings: dict) -> None:
 
     _imports()
     torch.set_grad_enabled(False)
-    record: dict = {"unet_calls": [], "steps": []}
+    record: dict = {"unet_calls": []}
     seed = int(settings["seed"])
     model_module = importlib.import_module(f"{PKG}.image_to_video_model")
     modules = importlib.import_module(f"{PKG}.modules")
@@ -133,9 +135,7 @@ def infer(model_dir: Path, image: Path, out: Path, settings: dict) -> None:
 
     def seeded_noise(self):
         torch.manual_seed(seed)
-        noise = build_noise(self)
-        record["noise"] = noise.clone()
-        return noise
+        return build_noise(self)
 
     model_module.ImageToVideo.build_noise = seeded_noise
 
@@ -158,36 +158,12 @@ def infer(model_dir: Path, image: Path, out: Path, settings: dict) -> None:
 
     modules.Img2VidSDUNet.forward = recorded_unet
 
-    gd = diffusion.GaussianDiffusion
-    ddim_sample, ddim_loop = gd.ddim_sample, gd.ddim_sample_loop
-
-    def recorded_step(self, xt, t, *args, **kwargs):
-        xt_1, x0 = ddim_sample(self, xt, t, *args, **kwargs)
-        record["steps"].append({"t": t.clone(), "x0": x0.clone(), "next": xt_1.clone()})
-        return xt_1, x0
-
-    def recorded_loop(self, noise, *args, **kwargs):
-        latent = ddim_loop(self, noise, *args, **kwargs)
-        record["final_latent"] = latent.clone()
-        return latent
-
-    gd.ddim_sample, gd.ddim_sample_loop = recorded_step, recorded_loop
-
-    decode = modules.AutoencoderKL.decode
-    decoded = []
-
-    def recorded_decode(self, z, *args, **kwargs):
-        frames = decode(self, z, *args, **kwargs)
-        decoded.append(frames.clone())
-        return frames
-
-    modules.AutoencoderKL.decode = recorded_decode
+    record_ddim(diffusion.GaussianDiffusion, record)
+    record_decode(modules.AutoencoderKL, record)
 
     model = model_module.ImageToVideo(str(model_dir), device="cpu")
     pipe = ImageToVideoPipeline(model=model, device="cpu")
     pipe(str(image), output_video=str(out.parent / "ms_video.mp4"))
-    record["decoded"] = torch.cat(decoded)
-    record["frames_float"] = (record["decoded"] * 0.5 + 0.5).clamp(0, 1)
     record["frames_written"] = torch.stack([torch.from_numpy(f) for f in sys.modules["cv2"].recorded])
     record["config"] = {"guide_scale": model.cfg.guide_scale, "ddim_timesteps": model.cfg.ddim_timesteps,
                         "target_fps": model.cfg.target_fps, "noise_strength": model.cfg.noise_strength,

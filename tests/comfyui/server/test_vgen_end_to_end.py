@@ -27,8 +27,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from e2e_support import (SCALE, final_latent, frames, guided_steps, node, reference_python, rel, run,
-                         serve_and_record, split_encoders, unet_calls, work_dir)
+from e2e_support import (SCALE, check_final_latent, check_frames, check_guided_steps, check_unet_calls, node,
+                         reference_python, rel, run, serve_and_record, split_encoders, work_dir)
 from workflow_utils import HEADLESS, load_api_workflow
 
 pytestmark = pytest.mark.comfyui
@@ -134,29 +134,21 @@ def test_start_noise(runs):
 
 def test_timesteps_and_each_unet_call(runs):
     vgen, comfy, _ = runs
-    worst = unet_calls(comfy, vgen)
-    print("each UNet call, worst of", len(vgen["steps"]), "steps:", {k: f"{v:.2e}" for k, v in worst.items()})
-    assert max(worst.values()) < 1e-3, worst
+    check_unet_calls(comfy, vgen)
 
 
 def test_cfg_each_step(runs):
     vgen, comfy, _ = runs
-    errs = guided_steps(comfy, vgen)
-    print(f"guided x0 per step: first {errs[0]:.2e}, worst {max(errs):.2e}, last {errs[-1]:.2e}")
-    assert max(errs) < 1e-3
+    check_guided_steps(comfy, vgen)
 
 
 def test_final_latent(runs):
     """Both end with the last DDIM step to alphas_cumprod[0] (the sampler's final_step 'original')."""
     vgen, comfy, _ = runs
-    err = final_latent(comfy, vgen, "11")
-    print(f"final latent: {err:.2e}")
-    assert err < 1e-4
+    check_final_latent(comfy, vgen, "11")
 
 
 def test_frames(runs):
     """The decode node's frames against VGen's decoded video, as floats and as the 8-bit frames it writes."""
     vgen, comfy, _ = runs
-    err, levels = frames(comfy, vgen, "12")
-    print(f"frames: max abs {err:.2e} of [0, 1]; the 8-bit frames differ by at most {levels} level(s)")
-    assert err < 1e-4 and levels <= 1
+    check_frames(comfy, vgen, "12")

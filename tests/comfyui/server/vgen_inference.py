@@ -191,6 +191,43 @@ def _cpu_for_cuda() -> None:
     torch.nn.Module.cuda = lambda self, *args, **kwargs: self
 
 
+def record_ddim(diffusion_class, record: dict) -> None:
+    """Wrap an original's DDIM (VGen's ``DiffusionDDIM``, ModelScope's ``GaussianDiffusion``: the same loop) so that
+    `record` gets the loop's start ``noise``, each step's ``steps`` entry (t, guided x0, next latent) and the
+    ``final_latent``."""
+    ddim_sample, ddim_loop = diffusion_class.ddim_sample, diffusion_class.ddim_sample_loop
+    record["steps"] = []
+
+    def recorded_step(self, xt, t, *args, **kwargs):
+        xt_1, x0 = ddim_sample(self, xt, t, *args, **kwargs)
+        record["steps"].append({"t": t.clone(), "x0": x0.clone(), "next": xt_1.clone()})
+        return xt_1, x0
+
+    def recorded_loop(self, noise, *args, **kwargs):
+        record["noise"] = noise.clone()
+        latent = ddim_loop(self, noise, *args, **kwargs)
+        record["final_latent"] = latent.clone()
+        return latent
+
+    diffusion_class.ddim_sample, diffusion_class.ddim_sample_loop = recorded_step, recorded_loop
+
+
+def record_decode(autoencoder_class, record: dict) -> None:
+    """Wrap an original's ``AutoencoderKL.decode`` so that `record` holds everything it decoded, as ``decoded``
+    ([frames, 3, H, W] in [-1, 1]) and as ``frames_float`` (mapped to [0, 1] as both originals' video writers do)."""
+    import torch
+
+    decode = autoencoder_class.decode
+
+    def recorded_decode(self, z, *args, **kwargs):
+        frames = decode(self, z, *args, **kwargs)
+        decoded = frames.clone() if "decoded" not in record else torch.cat([record["decoded"], frames])
+        record["decoded"], record["frames_float"] = decoded, (decoded * 0.5 + 0.5).clamp(0, 1)
+        return frames
+
+    autoencoder_class.decode = recorded_decode
+
+
 def infer(vgen: Path, files: Path, out: Path, settings: dict) -> None:
     """VGen's inference entrance on the files `make` wrote; the record goes to `out` (torch.save)."""
     import importlib
@@ -201,7 +238,7 @@ def infer(vgen: Path, files: Path, out: Path, settings: dict) -> None:
     _vgen_imports(vgen)
     _cpu_for_cuda()
     torch.set_grad_enabled(False)
-    record: dict = {"tokens": {}, "text": {}, "unet_calls": [], "steps": [], "draws": []}
+    record: dict = {"tokens": {}, "text": {}, "unet_calls": [], "draws": []}
     seed = int(settings["seed"])
 
     # the two global-RNG draws, reseeded (see the module docstring) and recorded
@@ -258,15 +295,7 @@ def infer(vgen: Path, files: Path, out: Path, settings: dict) -> None:
 
     autoencoder.AutoencoderKL.encode_firsr_stage = recorded_encode
 
-    decode = autoencoder.AutoencoderKL.decode
-    decoded = []
-
-    def recorded_decode(self, z, **kwargs):
-        frames = decode(self, z, **kwargs)
-        decoded.append(frames.clone())
-        return frames
-
-    autoencoder.AutoencoderKL.decode = recorded_decode
+    record_decode(autoencoder.AutoencoderKL, record)
 
     unet_forward = unet.UNetSD_I2VGen.forward
 
@@ -279,21 +308,7 @@ def infer(vgen: Path, files: Path, out: Path, settings: dict) -> None:
 
     unet.UNetSD_I2VGen.forward = recorded_unet
 
-    ddim = sys.modules["tools.modules.diffusions.diffusion_ddim"].DiffusionDDIM
-    ddim_sample, ddim_loop = ddim.ddim_sample, ddim.ddim_sample_loop
-
-    def recorded_step(self, xt, t, *args, **kwargs):
-        xt_1, x0 = ddim_sample(self, xt, t, *args, **kwargs)
-        record["steps"].append({"t": t.clone(), "x0": x0.clone(), "next": xt_1.clone()})
-        return xt_1, x0
-
-    def recorded_loop(self, noise, *args, **kwargs):
-        record["noise"] = noise.clone()
-        latent = ddim_loop(self, noise, *args, **kwargs)
-        record["final_latent"] = latent.clone()
-        return latent
-
-    ddim.ddim_sample, ddim.ddim_sample_loop = recorded_step, recorded_loop
+    record_ddim(sys.modules["tools.modules.diffusions.diffusion_ddim"].DiffusionDDIM, record)
 
     written = []
 
@@ -325,8 +340,6 @@ def infer(vgen: Path, files: Path, out: Path, settings: dict) -> None:
         cfg_update["negative_prompt"] = settings["negative"]
     torch.set_num_threads(max(1, torch.get_num_threads()))
     done = entrance.inference_i2vgen_entrance(cfg_update)
-    record["decoded"] = torch.cat(decoded)
-    record["frames_float"] = (record["decoded"] * 0.5 + 0.5).clamp(0, 1)
     record["frames_written"] = torch.stack(written) if written else None
     record["config"] = {k: done[k] for k in ("guide_scale", "ddim_timesteps", "target_fps", "max_frames",
                                              "resolution", "scale_factor", "negative_prompt", "seed", "use_zero_infer")}

@@ -419,7 +419,8 @@ def sample(
 
     ``ddim`` runs the original's full schedule (``original`` spacing of :func:`ddim_timesteps`; ``t_max`` must be
     None). ``dpmpp_2m_sde`` / ``heun`` use the trailing discretisation from ``t_max`` (default ``n - 2``) to 0 and
-    start, like the MS-Vid2Vid-XL reference, from ``x * sigmas[0]``. ``eta`` defaults to 0 for DDIM and 1 for DPM-Solver++ SDE.
+    start, like the MS-Vid2Vid-XL reference, from ``x * sigmas[0]``. ``eta`` defaults to 0 for DDIM and 1 for
+    DPM-Solver++ SDE.
     """
     if method == "ddim":
         if t_max is not None:

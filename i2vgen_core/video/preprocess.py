@@ -24,11 +24,11 @@ CLIP_IMAGE_SIZE = 224
 #: Side of the square the original crops the conditioning image to before the 224 resize: the video width
 #: (1280 for I2VGen-XL, 448 for MS-Image2Video).
 I2VGEN_CLIP_SQUARE = 1280
+MS_IMAGE2VIDEO_CLIP_SQUARE = 448
 
 #: Smallest square side the nodes offer: the smallest video width. The original crops to the video width, whatever
 #: it is, and resizes the square to 224 (up, for narrow videos).
 MIN_CLIP_SQUARE = 64
-MS_IMAGE2VIDEO_CLIP_SQUARE = 448
 
 _FILTER_SUPPORT = {"box": 0.5, "bilinear": 1.0}
 
